@@ -1,0 +1,1 @@
+//! rkube-agent (not implemented yet).

@@ -1,0 +1,1 @@
+//! rkube-controller (not implemented yet).

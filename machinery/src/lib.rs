@@ -1,0 +1,19 @@
+//! rkube-machinery: what every rkube component shares.
+//!
+//! Layered as kube-rs is, sans-IO first:
+//! - [`resources`]: the table of API resources (group, version, kind, plural,
+//!   scope, short names) — the one place that says what the API serves.
+//! - [`selector`]: label and field selectors, parsed and matched.
+//! - [`quantity`]: resource quantities (`100m`, `1Gi`) as numbers.
+//!
+//! Then, behind the `client` feature (on by default), the IO half that
+//! components use to talk to the apiserver — never to etcd:
+//! - `client`: the API client, built from a kubeconfig or `--master`.
+//! - `informer`: list + watch + local cache (client-go's shared informer).
+//! - `workqueue`: rate-limited, de-duplicating work queue.
+//! - `leader_election`: a coordination.k8s.io Lease based leader lock.
+//! - `events`: the event recorder.
+
+pub mod resources;
+pub mod selector;
+pub mod quantity;

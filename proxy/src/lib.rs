@@ -1,0 +1,1 @@
+//! rkube-proxy (not implemented yet).

@@ -1,0 +1,1 @@
+//! rkube-scheduler (not implemented yet).
