@@ -17,3 +17,8 @@
 pub mod resources;
 pub mod selector;
 pub mod quantity;
+
+#[cfg(feature = "client")]
+pub mod client;
+#[cfg(feature = "client")]
+pub mod workqueue;
