@@ -22,3 +22,7 @@ pub mod quantity;
 pub mod client;
 #[cfg(feature = "client")]
 pub mod workqueue;
+#[cfg(feature = "client")]
+pub mod informer;
+#[cfg(feature = "client")]
+pub mod leader_election;
