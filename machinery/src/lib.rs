@@ -26,3 +26,5 @@ pub mod workqueue;
 pub mod informer;
 #[cfg(feature = "client")]
 pub mod leader_election;
+#[cfg(feature = "client")]
+pub mod events;

@@ -110,7 +110,12 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     pub fn new(qps: f64, burst: u32) -> Self {
-        TokenBucket { qps, burst: burst as f64, state: Mutex::new((burst as f64, Instant::now())) }
+        Self::new_at(qps, burst, Instant::now())
+    }
+
+    /// A full bucket whose clock starts at `now`.
+    pub fn new_at(qps: f64, burst: u32, now: Instant) -> Self {
+        TokenBucket { qps, burst: burst as f64, state: Mutex::new((burst as f64, now)) }
     }
 
     /// Take one token, returning how long the caller must wait for it
@@ -119,14 +124,33 @@ impl TokenBucket {
     pub fn reserve(&self) -> Duration {
         let now = Instant::now();
         let mut st = self.state.lock().unwrap();
-        let elapsed = now.saturating_duration_since(st.1).as_secs_f64();
-        st.0 = (st.0 + elapsed * self.qps).min(self.burst);
-        st.1 = now;
+        self.refill(&mut st, now);
         st.0 -= 1.0;
         if st.0 >= 0.0 {
             Duration::ZERO
         } else {
             Duration::from_secs_f64(-st.0 / self.qps)
+        }
+    }
+}
+
+impl TokenBucket {
+    fn refill(&self, st: &mut (f64, Instant), now: Instant) {
+        let elapsed = now.saturating_duration_since(st.1).as_secs_f64();
+        st.0 = (st.0 + elapsed * self.qps).min(self.burst);
+        st.1 = st.1.max(now);
+    }
+
+    /// Take a token only if one is available now (`rate.Limiter.AllowN`,
+    /// client-go's `TryAccept`): for dropping, not delaying.
+    pub fn try_accept_at(&self, now: Instant) -> bool {
+        let mut st = self.state.lock().unwrap();
+        self.refill(&mut st, now);
+        if st.0 >= 1.0 {
+            st.0 -= 1.0;
+            true
+        } else {
+            false
         }
     }
 }
