@@ -128,6 +128,53 @@ mod tests {
         check("relative.sock", None);
     }
 
+    /// A fake runtime answering only `Version` and `ImageStatus`, served by
+    /// the generated tonic server on a unix socket.
+    struct FakeRuntime;
+
+    #[tonic::async_trait]
+    impl proto::runtime::v1::image_service_server::ImageService for FakeRuntime {
+        async fn list_images(&self, _: tonic::Request<proto::runtime::v1::ListImagesRequest>) -> Result<tonic::Response<proto::runtime::v1::ListImagesResponse>, tonic::Status> {
+            Err(tonic::Status::unimplemented("fake"))
+        }
+        async fn image_status(&self, req: tonic::Request<ImageStatusRequest>) -> Result<tonic::Response<proto::runtime::v1::ImageStatusResponse>, tonic::Status> {
+            let name = req.into_inner().image.map(|i| i.image).unwrap_or_default();
+            let image = (name == "docker.io/library/present:1").then(|| proto::runtime::v1::Image { id: "sha256:1".into(), ..Default::default() });
+            Ok(tonic::Response::new(proto::runtime::v1::ImageStatusResponse { image, info: Default::default() }))
+        }
+        async fn pull_image(&self, _: tonic::Request<proto::runtime::v1::PullImageRequest>) -> Result<tonic::Response<proto::runtime::v1::PullImageResponse>, tonic::Status> {
+            Err(tonic::Status::unimplemented("fake"))
+        }
+        async fn remove_image(&self, _: tonic::Request<proto::runtime::v1::RemoveImageRequest>) -> Result<tonic::Response<proto::runtime::v1::RemoveImageResponse>, tonic::Status> {
+            Err(tonic::Status::unimplemented("fake"))
+        }
+        async fn image_fs_info(&self, _: tonic::Request<proto::runtime::v1::ImageFsInfoRequest>) -> Result<tonic::Response<proto::runtime::v1::ImageFsInfoResponse>, tonic::Status> {
+            Err(tonic::Status::unimplemented("fake"))
+        }
+    }
+
+    #[tokio::test]
+    async fn talks_grpc_over_unix_socket() {
+        use proto::runtime::v1::image_service_server::ImageServiceServer;
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("cri.sock");
+        let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(ImageServiceServer::new(FakeRuntime))
+                .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener)),
+        );
+        let mut cri = CriClient::connect(&format!("unix://{}", sock.display())).await.unwrap();
+        assert_eq!(cri.socket(), sock.as_path());
+        assert!(cri.image_present("docker.io/library/present:1").await.unwrap());
+        assert!(!cri.image_present("docker.io/library/absent:1").await.unwrap());
+        // The runtime service is not served: the call reaches the server and fails as UNIMPLEMENTED.
+        let err = cri.version().await.unwrap_err();
+        let status = err.downcast_ref::<tonic::Status>().expect("a gRPC status");
+        assert_eq!(status.code(), tonic::Code::Unimplemented);
+        server.abort();
+    }
+
     #[tokio::test]
     async fn connect_to_missing_socket_fails() {
         let dir = tempfile::tempdir().unwrap();
