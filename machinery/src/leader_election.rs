@@ -281,8 +281,10 @@ impl LeaderElector {
         let now = Utc::now().trunc_subsecs(6);
         let Some(lease) = self.api.get_opt(&self.name).await? else {
             // No lease yet: create it, holding it.
-            let record = next_record(&Record::from_spec(None), &self.identity, Duration::ZERO, self.config.lease_duration, now)
+            let mut record = next_record(&Record::from_spec(None), &self.identity, Duration::ZERO, self.config.lease_duration, now)
                 .expect("an empty record is never held");
+            // Creating the lease is not a transition (client-go starts at 0).
+            record.leader_transitions = 0;
             let lease = Lease {
                 metadata: ObjectMeta { name: Some(self.name.clone()), ..Default::default() },
                 spec: Some(record.to_spec(LeaseSpec::default())),
@@ -487,7 +489,7 @@ mod tests {
 
     #[test]
     fn acquire_and_renew_decisions() {
-        // No holder (fresh or released lease): take it at once, count a transition.
+        // No holder (released lease): take it at once, count a transition.
         check(Record::from_spec(None), 0, Some(rec("me", 15, 100, 100, 1)));
         check(rec("", 1, 90, 90, 4), 0, Some(rec("me", 15, 100, 100, 5)));
         // Held by another and seen changing recently: wait.

@@ -1,0 +1,57 @@
+//! The event recorder against a real apiserver: identical events become one
+//! Event object with a count, different ones stay separate.
+//!
+//! Needs a running apiserver: see machinery_common/mod.rs.
+
+mod machinery_common;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Event};
+use kube::api::{ListParams, ObjectMeta, PostParams};
+use kube::Api;
+use machinery::events::{EventRecorder, EventType};
+use machinery_common::*;
+
+#[tokio::test]
+#[ignore = "needs a running rkube-apiserver (RKUBE_TEST_APISERVER); will use e2e::Cluster once it exists"]
+async fn identical_events_are_aggregated_into_a_count() {
+    let ns = TestNamespace::new("ev").await;
+    let client = client().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
+    let obj = cms
+        .create(
+            &PostParams::default(),
+            &ConfigMap { metadata: ObjectMeta { name: Some("web".into()), ..Default::default() }, ..Default::default() },
+        )
+        .await
+        .unwrap();
+
+    let recorder = EventRecorder::new(client.clone(), "test-controller", "host-1");
+    for _ in 0..3 {
+        recorder.event(&obj, EventType::Warning, "FailedSync", "could not sync");
+        // Give the writer time to create the first one, so later ones patch it.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    recorder.event(&obj, EventType::Normal, "Synced", "all good");
+
+    let events: Api<Event> = Api::namespaced(client, &ns.name);
+    let (failed, synced) = eventually("events to be written", Duration::from_secs(20), || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        let find = |reason: &str| list.items.iter().filter(|e| e.reason.as_deref() == Some(reason)).cloned().collect::<Vec<_>>();
+        let (failed, synced) = (find("FailedSync"), find("Synced"));
+        (failed.len() == 1 && failed[0].count == Some(3) && synced.len() == 1).then(|| (failed[0].clone(), synced[0].clone()))
+    })
+    .await;
+
+    assert_eq!(failed.type_.as_deref(), Some("Warning"));
+    assert_eq!(failed.message.as_deref(), Some("could not sync"));
+    assert_eq!(failed.involved_object.kind.as_deref(), Some("ConfigMap"));
+    assert_eq!(failed.involved_object.name.as_deref(), Some("web"));
+    assert_eq!(failed.involved_object.uid, obj.metadata.uid);
+    assert_eq!(failed.source.as_ref().unwrap().component.as_deref(), Some("test-controller"));
+    assert_eq!(failed.reporting_component.as_deref(), Some("test-controller"));
+    assert!(failed.last_timestamp.as_ref().unwrap().0 >= failed.first_timestamp.as_ref().unwrap().0);
+    assert_eq!(synced.count, Some(1));
+    assert_eq!(synced.type_.as_deref(), Some("Normal"));
+}
