@@ -1,1 +1,166 @@
-//! (in progress)
+//! Talking to the kernel's packet filter through the iptables tools.
+//!
+//! Two operations only, as kube-proxy's `utiliptables` does for syncs:
+//! - `iptables-restore --noflush`: apply a whole ruleset text in one go. With
+//!   `--noflush`, only the chains the text declares are replaced; the rest of
+//!   the table (other programs' rules) is kept. Each table between `*table`
+//!   and `COMMIT` is one atomic transaction.
+//! - `iptables-save -t <table>`: read what is there (to adopt chains left by
+//!   a previous run and to check our jumps from the built-in chains).
+//!
+//! Commands run in the network namespace of the calling thread.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+/// A failed `iptables-restore`, with the input line it failed on.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("iptables-restore failed{}: {stderr}", self.line.map(|l| format!(" at line {l}")).unwrap_or_default())]
+pub struct RestoreError {
+    /// 1-based line number in the input, when iptables said which.
+    pub line: Option<usize>,
+    /// That line and its neighbours, for the log.
+    pub context: Vec<String>,
+    pub stderr: String,
+}
+
+/// What the proxier needs from iptables. The real one runs the binaries;
+/// unit tests of the sync state machine use a recording fake.
+pub trait Iptables: Send + Sync {
+    /// Apply `data` with `iptables-restore --noflush`.
+    fn restore(&self, data: &str) -> Result<(), RestoreError>;
+    /// `iptables-save -t <table>` output.
+    fn save(&self, table: &str) -> anyhow::Result<String>;
+}
+
+/// The iptables binaries (nf_tables or legacy backend, whichever
+/// `iptables-restore` is on this machine).
+#[derive(Debug, Clone)]
+pub struct IptablesCmd {
+    pub restore_bin: String,
+    pub save_bin: String,
+}
+
+impl Default for IptablesCmd {
+    fn default() -> Self {
+        IptablesCmd { restore_bin: "iptables-restore".into(), save_bin: "iptables-save".into() }
+    }
+}
+
+impl Iptables for IptablesCmd {
+    fn restore(&self, data: &str) -> Result<(), RestoreError> {
+        restore_with(&self.restore_bin, data)
+    }
+
+    fn save(&self, table: &str) -> anyhow::Result<String> {
+        let out = Command::new(&self.save_bin).args(["-t", table]).output()?;
+        if !out.status.success() {
+            anyhow::bail!("{} -t {table}: {}", self.save_bin, String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+/// Run `<bin> --noflush` with `data` on stdin.
+pub fn restore_with(bin: &str, data: &str) -> Result<(), RestoreError> {
+    let spawn = Command::new(bin)
+        .arg("--noflush")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match spawn {
+        Ok(c) => c,
+        Err(e) => return Err(RestoreError { line: None, context: vec![], stderr: format!("running {bin}: {e}") }),
+    };
+    // Write from this thread; iptables-restore reads all input before it
+    // writes anything, so there is no pipe deadlock with stderr.
+    let write_result = child.stdin.take().map(|mut stdin| stdin.write_all(data.as_bytes()));
+    let out = child.wait_with_output();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => return Err(RestoreError { line: None, context: vec![], stderr: format!("waiting for {bin}: {e}") }),
+    };
+    if out.status.success() {
+        if let Some(Err(e)) = write_result {
+            return Err(RestoreError { line: None, context: vec![], stderr: format!("writing to {bin}: {e}") });
+        }
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    let line = failed_line(&stderr);
+    let context = line.map(|l| extract_lines(data, l, 2)).unwrap_or_default();
+    Err(RestoreError { line, context, stderr })
+}
+
+/// The line number iptables-restore reports. nf_tables backend:
+/// `Error occurred at line: 8`; legacy: `iptables-restore: line 3 failed`.
+pub fn failed_line(stderr: &str) -> Option<usize> {
+    for l in stderr.lines() {
+        if let Some(rest) = l.trim().strip_prefix("Error occurred at line: ") {
+            if let Ok(n) = rest.trim().parse() {
+                return Some(n);
+            }
+        }
+        if let Some(idx) = l.find(": line ") {
+            let rest = &l[idx + 7..];
+            let num: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+            if rest[num.len()..].starts_with(" failed") {
+                if let Ok(n) = num.parse() {
+                    return Some(n);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Lines `n - around ..= n + around` of `data` (1-based), numbered, the
+/// failing one marked with `>`: what upstream's `ExtractLines` logs.
+pub fn extract_lines(data: &str, n: usize, around: usize) -> Vec<String> {
+    let lo = n.saturating_sub(around).max(1);
+    data.lines()
+        .enumerate()
+        .skip(lo - 1)
+        .take(n + around + 1 - lo)
+        .map(|(i, l)| format!("{}{:>6}: {l}", if i + 1 == n { ">" } else { " " }, i + 1))
+        .collect()
+}
+
+/// Chain names declared in `iptables-save` output (`:NAME POLICY [p:b]`).
+pub fn saved_chains(save: &str) -> Vec<String> {
+    save.lines()
+        .filter_map(|l| l.strip_prefix(':'))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(stderr: &str, expected: Option<usize>) {
+        assert_eq!(failed_line(stderr), expected, "{stderr}");
+    }
+
+    #[test]
+    fn failed_line_table() {
+        check(
+            "iptables-restore v1.8.9 (nf_tables): Chain 'NOPE' does not exist\nError occurred at line: 8\nTry `iptables-restore -h' for more information.",
+            Some(8),
+        );
+        check("iptables-restore: line 3 failed: No chain/target/match by that name.", Some(3));
+        check("iptables-restore: line 3: something else", None);
+        check("Another app is currently holding the xtables lock.", None);
+    }
+
+    #[test]
+    fn extract_and_chains() {
+        let data = "*nat\n:A - [0:0]\n-A A -j B\n-A A -j C\nCOMMIT\n";
+        assert_eq!(extract_lines(data, 3, 1), vec!["      2: :A - [0:0]", ">     3: -A A -j B", "      4: -A A -j C"]);
+        assert_eq!(extract_lines(data, 1, 2), vec![">     1: *nat", "      2: :A - [0:0]", "      3: -A A -j B"]);
+        let save = "# Generated\n*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-SVC-X - [0:0]\n-A KUBE-SVC-X -j KUBE-SEP-Y\nCOMMIT\n";
+        assert_eq!(saved_chains(save), vec!["PREROUTING", "KUBE-SVC-X"]);
+    }
+}

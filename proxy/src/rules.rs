@@ -350,14 +350,18 @@ pub fn render(cfg: &RulesConfig, entries: &[Entry<'_>], extras: &Extras<'_>) -> 
     let mut text = String::with_capacity(
         filter_chains.s.len() + filter_rules.s.len() + nat_chains.s.len() + nat_rules.s.len() + filter_jumps.len() + nat_jumps.len() + 64,
     );
-    text.push_str("*filter\n");
-    text.push_str(&filter_chains.s);
-    text.push_str(&filter_jumps);
-    text.push_str(&filter_rules.s);
-    text.push_str("COMMIT\n*nat\n");
+    // nat first (upstream writes filter first): each table commits on its
+    // own, and iptables-restore stops at the first error. The nat table is
+    // the big one, so if anything fails it fails before either table
+    // changed; the small filter table then rarely can fail on its own.
+    text.push_str("*nat\n");
     text.push_str(&nat_chains.s);
     text.push_str(&nat_jumps);
     text.push_str(&nat_rules.s);
+    text.push_str("COMMIT\n*filter\n");
+    text.push_str(&filter_chains.s);
+    text.push_str(&filter_jumps);
+    text.push_str(&filter_rules.s);
     text.push_str("COMMIT\n");
 
     Rendered {
