@@ -848,6 +848,56 @@ mod tests {
         assert!(store.by_index("nope", "n1").is_empty());
     }
 
+    /// 10,000 pods on 5,000 nodes through list, updates and a re-list.
+    /// Checks the store and index stay exact at that size; prints how long
+    /// it took (figures, not asserted).
+    #[test]
+    fn ten_thousand_pods() {
+        let (synced, _) = watch::channel(false);
+        let store = Store::default();
+        store.add_index("node", pod_node_name);
+        let counts = Arc::new(Mutex::new([0usize; 3]));
+        let c = counts.clone();
+        let handler = HandlerFns::new()
+            .on_add({
+                let c = c.clone();
+                move |_| c.lock().unwrap()[0] += 1
+            })
+            .on_update({
+                let c = c.clone();
+                move |_, _| c.lock().unwrap()[1] += 1
+            })
+            .on_delete(move |_| c.lock().unwrap()[2] += 1);
+        let handlers: Handlers<Pod> = Arc::new(RwLock::new(vec![Arc::new(handler)]));
+        let mut r = Reflector { store: store.clone(), handlers, transform: None, relist: None, synced };
+        let start = std::time::Instant::now();
+        r.apply(WatchEvent::Init);
+        for i in 0..10_000 {
+            r.apply(WatchEvent::InitApply(pod(&format!("ns/p{i}@1"), &format!("n{}", i % 5000))));
+        }
+        r.apply(WatchEvent::InitDone);
+        let listed = start.elapsed();
+        // Move every even pod to another node.
+        for i in (0..10_000).step_by(2) {
+            r.apply(WatchEvent::Apply(pod(&format!("ns/p{i}@2"), &format!("n{}", (i + 1) % 5000))));
+        }
+        // Re-list without the first 1,000 pods.
+        r.apply(WatchEvent::Init);
+        for i in 1000..10_000 {
+            r.apply(WatchEvent::InitApply(pod(&format!("ns/p{i}@3"), &format!("n{}", i % 5000))));
+        }
+        r.apply(WatchEvent::InitDone);
+        let total = start.elapsed();
+        assert_eq!(*counts.lock().unwrap(), [10_000, 5_000 + 9_000, 1_000]);
+        assert_eq!(store.len(), 9_000);
+        // Node n1000 had p1000 and p6000 (both kept) and nothing else.
+        let mut on = store.index_keys("node", "n1000");
+        on.sort();
+        assert_eq!(on, ["ns/p1000", "ns/p6000"]);
+        assert_eq!(store.index_values("node").len(), 5000);
+        eprintln!("10k pods: list {listed:?}, list + 5k updates + re-list {total:?} (debug build)");
+    }
+
     #[tokio::test]
     async fn late_handlers_are_replayed_the_store_and_channel_works() {
         let client = kube::Client::try_from(kube::Config::new("http://127.0.0.1:1".parse().unwrap())).unwrap();
