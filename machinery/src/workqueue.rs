@@ -276,6 +276,8 @@ struct Inner<T> {
     state: Mutex<State<T>>,
     /// Wakes workers blocked in `get`.
     notify: Notify,
+    /// Wakes `shut_down_with_drain` when a key is done.
+    drained: Notify,
     limiter: Box<dyn RateLimiter<T>>,
     metrics: Option<BoundMetrics>,
 }
@@ -336,6 +338,7 @@ impl<T: QueueKey> WorkQueue<T> {
                     shutting_down: false,
                 }),
                 notify: Notify::new(),
+                drained: Notify::new(),
                 limiter,
                 metrics,
             }),
@@ -492,6 +495,7 @@ impl<T: QueueKey> WorkQueue<T> {
         if !st.processing.remove(item) {
             return;
         }
+        self.inner.drained.notify_waiters();
         let started = st.started_at.remove(item);
         if let (Some(m), Some(t)) = (&self.inner.metrics, started) {
             m.work_duration.observe(t.elapsed().as_secs_f64());
@@ -533,6 +537,26 @@ impl<T: QueueKey> WorkQueue<T> {
         st.waiting_at.clear();
         drop(st);
         self.inner.notify.notify_waiters();
+    }
+
+    /// Shut down, then wait until every key handed out has been `done` and
+    /// the queue is empty (client-go's `ShutDownWithDrain`): for a graceful
+    /// stop where in-flight work must finish. Workers must keep running
+    /// until `get` returns `None`, or this waits forever.
+    pub async fn shut_down_with_drain(&self) {
+        self.shut_down();
+        loop {
+            let drained = self.inner.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            {
+                let st = self.inner.state.lock().unwrap();
+                if st.processing.is_empty() && st.queue.is_empty() {
+                    return;
+                }
+            }
+            drained.await;
+        }
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -750,6 +774,33 @@ mod tests {
             assert!(n > 1 && n < 50, "key {k} processed {n} times");
         }
         assert!(q.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shut_down_with_drain_waits_for_in_flight_work() {
+        let q: WorkQueue<u32> = WorkQueue::new();
+        q.add(1);
+        q.add(2);
+        let worker = tokio::spawn({
+            let q = q.clone();
+            async move {
+                let mut finished = Vec::new();
+                while let Some(k) = q.get().await {
+                    tokio::time::sleep(ms(100)).await;
+                    finished.push((k, Instant::now()));
+                    q.done(&k);
+                }
+                finished
+            }
+        });
+        tokio::task::yield_now().await; // worker takes key 1
+        let t0 = Instant::now();
+        q.shut_down_with_drain().await;
+        // Both keys (one in flight, one queued) finished before it returned.
+        assert_eq!(Instant::now() - t0, ms(200));
+        let finished = worker.await.unwrap();
+        assert_eq!(finished.iter().map(|f| f.0).collect::<Vec<_>>(), vec![1, 2]);
+        assert!(q.get().await.is_none());
     }
 
     #[tokio::test(start_paused = true)]
