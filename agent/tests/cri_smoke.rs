@@ -242,3 +242,70 @@ async fn drop_cleans_up_running_pod() {
         .count();
     assert_eq!(shims, 0, "shims still running for {socket}");
 }
+
+/// containerd dies with a pod running (CRI cannot help any more): Drop must
+/// still kill the shim and the pod's processes, free its netns and bridge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_cleans_up_after_containerd_crash() {
+    let ctrd = PrivateContainerd::start(PrivateContainerdConfig::new("10.213.10.0/24".parse().unwrap())).await.expect("start");
+    let mut cri = ctrd.client().await.unwrap();
+    let logs = ctrd.layout().pod_logs.clone();
+    let (pod_id, _ctr, ip) = run_web_pod(&mut cri, "web-d", &logs, 8083).await;
+    let sandbox_id = pod_id.clone();
+    let page = tokio::task::spawn_blocking(move || http_get(SocketAddr::from((ip, 8083)))).await.unwrap();
+    assert!(page.contains(PAGE), "{page}");
+    let netns = cri
+        .runtime
+        .pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: pod_id.clone(), verbose: true })
+        .await
+        .unwrap()
+        .into_inner()
+        .info
+        .get("info")
+        .and_then(|info| serde_json::from_str::<serde_json::Value>(info).ok())
+        .and_then(|v| v["runtimeSpec"]["linux"]["namespaces"].as_array().cloned())
+        .and_then(|ns| ns.iter().find(|n| n["type"] == "network").and_then(|n| n["path"].as_str().map(String::from)))
+        .expect("netns path in verbose sandbox status");
+    assert!(Path::new(&netns).exists());
+    assert_eq!(processes_with_args(&["httpd", "-f", "-p", "8083"]), 1, "httpd of web-d running");
+    drop(cri);
+    let pid = ctrd.pid().unwrap() as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let (dir, bridge, net_name) = (ctrd.layout().dir.clone(), ctrd.network().bridge.clone(), ctrd.network().name.clone());
+    assert!(iptables_rules().contains(&format!("name: \\\"{net_name}\\\"")), "masquerade rules were installed for {net_name}");
+    drop(ctrd);
+    // CNI DEL was replayed from libcni's cache: no masquerade or firewall rule is left for the pod.
+    let rules = iptables_rules();
+    assert!(!rules.contains(&net_name), "{rules}");
+    assert!(!rules.contains(&format!("{ip}/32")), "{rules}");
+    assert!(!Path::new(&netns).exists(), "netns {netns} removed");
+    let cache: Vec<String> = std::fs::read_dir("/var/lib/cni/results")
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    assert!(!cache.iter().any(|f| f.contains(&net_name) || f.contains(&sandbox_id)), "CNI cache left: {cache:?}");
+    assert!(!dir.exists(), "{} removed", dir.display());
+    assert!(!link_exists(&bridge), "bridge {bridge} removed");
+    assert_eq!(mounted_under(&dir), Vec::<String>::new());
+    // The pod's httpd was killed. (Checked through /proc, not by dialling the
+    // pod IP: with the bridge gone that address would route off the machine.)
+    assert_eq!(processes_with_args(&["httpd", "-f", "-p", "8083"]), 0, "httpd of web-d still running");
+}
+
+/// The filter and nat tables as `iptables-save` prints them.
+fn iptables_rules() -> String {
+    let out = std::process::Command::new("iptables-save").output().expect("iptables-save");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// How many processes have a command line starting with `prefix`.
+fn processes_with_args(prefix: &[&str]) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|c| {
+            let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+            args.len() >= prefix.len() && prefix.iter().zip(&args).all(|(p, a)| p.as_bytes() == *a)
+        })
+        .count()
+}

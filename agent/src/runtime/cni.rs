@@ -18,10 +18,14 @@
 //!
 //! containerd adds the `loopback` plugin by itself.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
+use base64::Engine;
 use ipnet::Ipv4Net;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 /// The CNI spec version the conflist declares; the Debian plugins (1.1) and
@@ -30,6 +34,10 @@ pub const CNI_VERSION: &str = "1.0.0";
 
 /// Where Debian's `containernetworking-plugins` installs the plugins.
 pub const DEBIAN_CNI_BIN_DIR: &str = "/usr/lib/cni";
+
+/// Where libcni (inside containerd 1.6) caches each attachment's config and
+/// result, as `<network name>-<container id>-<ifname>`, so DEL can be replayed.
+pub const CNI_CACHE_DIR: &str = "/var/lib/cni/results";
 
 /// One node's bridge network.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,6 +103,77 @@ impl BridgeNetwork {
     }
 }
 
+/// libcni's cache record for one attachment.
+#[derive(Debug, Deserialize)]
+struct CachedAttachment {
+    #[serde(rename = "containerId")]
+    container_id: String,
+    /// The conflist bytes, base64 (Go's `[]byte` in JSON).
+    config: String,
+    #[serde(rename = "ifName")]
+    if_name: String,
+    #[serde(rename = "cniArgs", default)]
+    cni_args: Vec<[String; 2]>,
+    #[serde(default)]
+    result: Option<Value>,
+}
+
+/// The stdin of one plugin invocation within a conflist, as libcni builds it:
+/// the plugin's own object plus the list's `name` and `cniVersion`, and the
+/// attachment's cached result as `prevResult`.
+pub fn plugin_stdin(conflist: &Value, plugin: &Value, prev_result: Option<&Value>) -> Value {
+    let mut conf = plugin.clone();
+    conf["name"] = conflist["name"].clone();
+    conf["cniVersion"] = conflist["cniVersion"].clone();
+    if let Some(prev) = prev_result {
+        conf["prevResult"] = prev.clone();
+    }
+    conf
+}
+
+/// Replays CNI DEL for an attachment found in libcni's cache (what containerd
+/// does on StopPodSandbox): every plugin of the cached conflist, in reverse
+/// order. Used when containerd can no longer do it (it crashed). `netns` is
+/// the pod's network namespace if it still exists: the bridge plugin needs it
+/// to find the pod's addresses and remove its masquerade rules.
+/// Removes the cache file on success.
+pub fn del_cached_attachment(cache_file: &Path, bin_dir: &Path, netns: Option<&Path>) -> Result<()> {
+    let text = std::fs::read_to_string(cache_file).with_context(|| format!("reading {}", cache_file.display()))?;
+    let cached: CachedAttachment = serde_json::from_str(&text).with_context(|| format!("parsing {}", cache_file.display()))?;
+    let conflist_bytes = base64::engine::general_purpose::STANDARD.decode(&cached.config).context("cached config is not base64")?;
+    let conflist: Value = serde_json::from_slice(&conflist_bytes).context("cached config is not JSON")?;
+    let plugins = conflist["plugins"].as_array().cloned().unwrap_or_default();
+    let args = cached.cni_args.iter().map(|[k, v]| format!("{k}={v}")).collect::<Vec<_>>().join(";");
+    for plugin in plugins.iter().rev() {
+        let Some(kind) = plugin["type"].as_str() else { bail!("plugin without type in {}", cache_file.display()) };
+        let stdin = serde_json::to_vec(&plugin_stdin(&conflist, plugin, cached.result.as_ref()))?;
+        let mut child = Command::new(bin_dir.join(kind))
+            .env("CNI_COMMAND", "DEL")
+            .env("CNI_CONTAINERID", &cached.container_id)
+            .env("CNI_NETNS", netns.map(|p| p.as_os_str()).unwrap_or_default())
+            .env("CNI_IFNAME", &cached.if_name)
+            .env("CNI_ARGS", &args)
+            .env("CNI_PATH", bin_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running CNI plugin {kind}"))?;
+        child.stdin.take().expect("piped").write_all(&stdin)?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!(
+                "CNI DEL {kind} for {}: {}{}",
+                cached.container_id,
+                String::from_utf8_lossy(&out.stdout).trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
+    std::fs::remove_file(cache_file)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +208,15 @@ mod tests {
         assert!(BridgeNetwork::new("n", "a-very-long-bridge", "10.0.0.0/24".parse().unwrap(), "/d").is_err());
         assert!(BridgeNetwork::new("n", "", "10.0.0.0/24".parse().unwrap(), "/d").is_err());
         assert!(BridgeNetwork::new("n", "br", "10.0.0.0/31".parse().unwrap(), "/d").is_err());
+    }
+
+    #[test]
+    fn plugin_stdin_like_libcni() {
+        let net = BridgeNetwork::new("rk", "rkbr0", "10.1.0.0/24".parse().unwrap(), "/d").unwrap();
+        let list = net.conflist();
+        let prev = json!({ "cniVersion": CNI_VERSION, "ips": [{ "address": "10.1.0.2/24" }] });
+        let conf = plugin_stdin(&list, &list["plugins"][1], Some(&prev));
+        assert_eq!(conf, json!({ "type": "firewall", "name": "rk", "cniVersion": CNI_VERSION, "prevResult": prev }));
     }
 
     #[test]

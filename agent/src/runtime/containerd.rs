@@ -38,7 +38,7 @@ use ipnet::Ipv4Net;
 use proto::runtime::v1::{ListPodSandboxRequest, RemovePodSandboxRequest, StatusRequest, StopPodSandboxRequest};
 use sha2::{Digest, Sha256};
 
-use super::cni::{BridgeNetwork, DEBIAN_CNI_BIN_DIR};
+use super::cni::{self, BridgeNetwork, CNI_CACHE_DIR, DEBIAN_CNI_BIN_DIR};
 use super::cri::CriClient;
 use super::images::{self, DEFAULT_BUSYBOX_BINARY, PAUSE_IMAGE};
 
@@ -197,6 +197,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 pub struct PrivateContainerd {
     layout: Layout,
     network: BridgeNetwork,
+    cni_bin_dir: PathBuf,
     child: Option<Child>,
     torn_down: bool,
 }
@@ -214,7 +215,7 @@ impl PrivateContainerd {
         // From here on, `Drop` cleans up whatever start-up managed to create.
         let id = short_id(&dir);
         let network = BridgeNetwork::new(&format!("rkube-{id}"), &format!("rkb{id}"), config.pod_cidr, &layout.cni_data_dir)?;
-        let mut me = Self { layout, network, child: None, torn_down: false };
+        let mut me = Self { layout, network, cni_bin_dir: config.cni_bin_dir.clone(), child: None, torn_down: false };
         me.launch(&config).await?;
         Ok(me)
     }
@@ -366,6 +367,9 @@ impl PrivateContainerd {
                 Err(_) => errors.push("CRI clean-up thread panicked".into()),
             }
         }
+        // Pods CRI could not remove (containerd crashed or hung): remember their
+        // network namespaces before their bundles go away.
+        let leftover_netns = netns_of_bundles(&self.layout.state);
         if let Some(mut child) = self.child.take() {
             stop_process(&mut child);
         }
@@ -374,23 +378,41 @@ impl PrivateContainerd {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
         errors.extend(delete_runc_containers(&self.layout.runc_root));
+        // Attachments containerd did not tear down: replay CNI DEL from libcni's
+        // cache (releases the IP, masquerade and firewall rules).
+        if let Ok(entries) = std::fs::read_dir(CNI_CACHE_DIR) {
+            let prefix = format!("{}-", self.network.name);
+            for e in entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(&prefix)) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let netns = leftover_netns.iter().find(|(id, _)| name.contains(id.as_str())).map(|(_, p)| p.as_path());
+                if let Err(err) = cni::del_cached_attachment(&e.path(), &self.cni_bin_dir, netns) {
+                    errors.push(format!("{err:#}"));
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+            // containerd's own loopback attachment (`cni-loopback-<id>-lo`): DEL is a no-op, drop the record.
+            for (id, _) in &leftover_netns {
+                let _ = std::fs::remove_file(Path::new(CNI_CACHE_DIR).join(format!("cni-loopback-{id}-lo")));
+            }
+        }
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         for m in mounts_under(&mountinfo, &self.layout.dir) {
             if let Err(e) = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH) {
                 errors.push(format!("unmounting {}: {e}", m.display()));
             }
         }
-        if let Err(e) = delete_link(&self.network.bridge) {
-            errors.push(e);
-        }
-        // containerd 1.6 keeps a CNI result cache per sandbox, outside our directory.
-        if let Ok(entries) = std::fs::read_dir("/var/lib/cni/results") {
-            let prefix = format!("{}-", self.network.name);
-            for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with(&prefix) {
-                    let _ = std::fs::remove_file(e.path());
+        // A netns is kept alive by its bind mount (`/var/run/netns/cni-…`);
+        // removing it also deletes the pod's veth pair.
+        for (_, ns) in &leftover_netns {
+            let _ = nix::mount::umount2(ns, nix::mount::MntFlags::MNT_DETACH);
+            if let Err(e) = std::fs::remove_file(ns) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    errors.push(format!("removing netns {}: {e}", ns.display()));
                 }
             }
+        }
+        if let Err(e) = delete_link(&self.network.bridge) {
+            errors.push(e);
         }
         if let Err(e) = std::fs::remove_dir_all(&self.layout.dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
@@ -477,6 +499,34 @@ fn delete_runc_containers(runc_root: &Path) -> Vec<String> {
         }
     }
     errors
+}
+
+/// Network namespace paths named in the OCI bundles of containers still
+/// known to the runc v2 shim (`<state>/io.containerd.runtime.v2.task/<ns>/<id>/config.json`),
+/// limited to the named namespaces CNI creates under `/var/run/netns` or `/run/netns`.
+/// Returns (container id, netns path) pairs; for a sandbox, the id is the one CNI saw.
+pub fn netns_of_bundles(state: &Path) -> Vec<(String, PathBuf)> {
+    let mut found = Vec::new();
+    let Ok(namespaces) = std::fs::read_dir(state.join("io.containerd.runtime.v2.task")) else { return found };
+    for ns in namespaces.flatten() {
+        let Ok(bundles) = std::fs::read_dir(ns.path()) else { continue };
+        for bundle in bundles.flatten() {
+            let Ok(text) = std::fs::read_to_string(bundle.path().join("config.json")) else { continue };
+            if let Some(ns) = netns_of_spec(&text) {
+                found.push((bundle.file_name().to_string_lossy().into_owned(), ns));
+            }
+        }
+    }
+    found.sort();
+    found.dedup_by(|a, b| a.1 == b.1);
+    found
+}
+
+/// The named network namespace of one OCI runtime spec (`linux.namespaces[type=network].path`).
+fn netns_of_spec(spec: &str) -> Option<PathBuf> {
+    let spec: serde_json::Value = serde_json::from_str(spec).ok()?;
+    let path = spec["linux"]["namespaces"].as_array()?.iter().find(|n| n["type"] == "network")?["path"].as_str()?;
+    (path.starts_with("/var/run/netns/") || path.starts_with("/run/netns/")).then(|| PathBuf::from(path))
 }
 
 /// `ip link del NAME`; a missing link is not an error (no pod ever ran).
@@ -580,6 +630,16 @@ mod tests {
         assert!(dump.contains("sandbox_image = \"docker.io/rkube/pause:1\""), "{dump}");
         assert!(dump.contains("restrict_oom_score_adj = true"), "{dump}");
         assert!(dump.contains(&format!("conf_dir = \"{}\"", layout.cni_conf_dir.display())), "{dump}");
+    }
+
+    #[test]
+    fn netns_from_oci_spec() {
+        let spec = |path: &str| format!(r#"{{"linux":{{"namespaces":[{{"type":"pid"}},{{"type":"network","path":"{path}"}}]}}}}"#);
+        assert_eq!(netns_of_spec(&spec("/var/run/netns/cni-1")), Some(PathBuf::from("/var/run/netns/cni-1")));
+        // A container joining its sandbox's netns through /proc is not a netns we own.
+        assert_eq!(netns_of_spec(&spec("/proc/42/ns/net")), None);
+        assert_eq!(netns_of_spec(r#"{"linux":{"namespaces":[{"type":"network"}]}}"#), None);
+        assert_eq!(netns_of_spec("not json"), None);
     }
 
     #[test]
