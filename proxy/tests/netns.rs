@@ -1,0 +1,327 @@
+//! Integration tests with the real iptables, in network namespaces the test
+//! creates: a client, a node (where the proxier runs, so its rules land in
+//! the node's tables only) and two backends, wired with veth pairs and with
+//! no route to the outside. Needs root; skipped (with a message) otherwise.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Endpoints, Service};
+use rkube_proxy::conntrack::ConntrackCmd;
+use rkube_proxy::iptables::IptablesCmd;
+use rkube_proxy::netns::{veth, NetNs};
+use rkube_proxy::proxier::{Proxier, ProxierConfig, SyncKind};
+use rkube_proxy::route;
+use rkube_proxy::rules::RulesConfig;
+use serde_json::json;
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false)
+}
+
+macro_rules! require_root {
+    () => {
+        if !is_root() {
+            eprintln!("skipped: needs root (network namespaces, iptables)");
+            return;
+        }
+    };
+}
+
+/// A backend: answers TCP 8080 and UDP 5353 with its name, until dropped.
+struct Backend {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Backend {
+    fn start(ns: &NetNs, name: &'static str) -> Backend {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s1 = stop.clone();
+        let tcp = ns
+            .thread(move || {
+                let l = TcpListener::bind("0.0.0.0:8080").unwrap();
+                l.set_nonblocking(true).unwrap();
+                while !s1.load(Ordering::Relaxed) {
+                    match l.accept() {
+                        Ok((mut c, _)) => {
+                            let _ = c.write_all(name.as_bytes());
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })
+            .unwrap();
+        let s2 = stop.clone();
+        let udp = ns
+            .thread(move || {
+                let u = UdpSocket::bind("0.0.0.0:5353").unwrap();
+                u.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+                let mut buf = [0u8; 64];
+                while !s2.load(Ordering::Relaxed) {
+                    if let Ok((_, from)) = u.recv_from(&mut buf) {
+                        let _ = u.send_to(name.as_bytes(), from);
+                    }
+                }
+            })
+            .unwrap();
+        Backend { stop, threads: vec![tcp, udp] }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// client ── node ──┬── b1 (10.244.1.2)
+///  192.168.10.2    └── b2 (10.244.2.2)
+struct Topo {
+    // Field order = drop order: backends stop before namespaces go.
+    _backends: Vec<Backend>,
+    client: NetNs,
+    node: NetNs,
+    _b1: NetNs,
+    _b2: NetNs,
+}
+
+fn topo() -> Topo {
+    let client = NetNs::new("rkc").unwrap();
+    let node = NetNs::new("rkn").unwrap();
+    let b1 = NetNs::new("rkb").unwrap();
+    let b2 = NetNs::new("rkb").unwrap();
+    veth(&node, "n0", "192.168.10.1/24", &client, "c0", "192.168.10.2/24").unwrap();
+    veth(&node, "n1", "10.244.1.1/24", &b1, "e0", "10.244.1.2/24").unwrap();
+    veth(&node, "n2", "10.244.2.1/24", &b2, "e0", "10.244.2.2/24").unwrap();
+    client.ip(&["route", "add", "10.96.0.0/16", "via", "192.168.10.1"]).unwrap();
+    b1.ip(&["route", "add", "192.168.10.0/24", "via", "10.244.1.1"]).unwrap();
+    b2.ip(&["route", "add", "192.168.10.0/24", "via", "10.244.2.1"]).unwrap();
+    node.sysctl("net/ipv4/ip_forward", "1").unwrap();
+    let backends = vec![Backend::start(&b1, "b1"), Backend::start(&b2, "b2")];
+    Topo { _backends: backends, client, node, _b1: b1, _b2: b2 }
+}
+
+fn proxier() -> Arc<Proxier> {
+    let cfg = ProxierConfig {
+        rules: RulesConfig { cluster_cidr: Some("10.244.0.0/16".parse().unwrap()), ..Default::default() },
+        ..Default::default()
+    };
+    let p = Proxier::new(cfg, Arc::new(IptablesCmd::default()), Arc::new(ConntrackCmd::default()));
+    p.on_services_synced();
+    p.on_endpoints_synced();
+    p
+}
+
+/// Proxier work that runs commands must run inside the node namespace.
+fn sync(t: &Topo, p: &Arc<Proxier>, kind: SyncKind) {
+    let p = p.clone();
+    t.node.run(move || p.sync(kind)).unwrap().unwrap();
+}
+
+fn setup_node(t: &Topo) {
+    t.node
+        .run(|| {
+            route::ensure_service_route_blocking(route::DEFAULT_DEVICE, "10.96.0.0/16".parse().unwrap())?;
+            route::set_route_localnet()
+        })
+        .unwrap()
+        .unwrap();
+}
+
+fn tcp_get(addr: &str) -> Option<String> {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(700)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+fn client_gets(ns: &NetNs, addr: &'static str, n: usize) -> Vec<Option<String>> {
+    ns.run(move || (0..n).map(|_| tcp_get(addr)).collect()).unwrap()
+}
+
+fn service(ns: &str, name: &str, spec: serde_json::Value) -> Service {
+    serde_json::from_value(json!({"metadata":{"namespace":ns,"name":name},"spec":spec})).unwrap()
+}
+
+fn endpoints(ns: &str, name: &str, ips: &[&str], port_name: &str, port: u16, proto: &str) -> Endpoints {
+    let addrs: Vec<_> = ips.iter().map(|ip| json!({"ip": ip})).collect();
+    serde_json::from_value(json!({"metadata":{"namespace":ns,"name":name},
+        "subsets":[{"addresses":addrs,"ports":[{"name":port_name,"port":port,"protocol":proto}]}]}))
+    .unwrap()
+}
+
+fn save(ns: &NetNs, table: &str) -> String {
+    ns.exec(&["iptables-save", "-t", table]).unwrap()
+}
+
+/// Rules/chains of a saved table, without comments and counters lines.
+fn lines_with(saved: &str, needle: &str) -> Vec<String> {
+    saved.lines().filter(|l| l.contains(needle)).map(str::to_string).collect()
+}
+
+#[test]
+fn clusterip_nodeport_endpoint_changes_and_service_delete() {
+    require_root!();
+    let t = topo();
+    // Rules the proxy did not write; they must survive every sync.
+    for cmd in [
+        "iptables -t nat -N TEST-KEEP",
+        "iptables -t nat -A TEST-KEEP -j RETURN",
+        "iptables -t nat -A PREROUTING -s 1.2.3.4/32 -j TEST-KEEP",
+        "iptables -A INPUT -s 1.2.3.4/32 -j ACCEPT",
+    ] {
+        t.node.exec(&cmd.split(' ').collect::<Vec<_>>()).unwrap();
+    }
+    let foreign_nat = lines_with(&save(&t.node, "nat"), "1.2.3.4");
+    let foreign_filter = lines_with(&save(&t.node, "filter"), "1.2.3.4");
+    setup_node(&t);
+
+    // A unique namespace makes our chain names unique to this test run, so
+    // we can also check that nothing landed in the host's tables.
+    let ns = rkube_proxy::netns::unique_name("it");
+    let p = proxier();
+    p.on_service_update(&service(&ns, "web", json!({"type":"NodePort","clusterIP":"10.96.0.10",
+        "ports":[{"name":"http","port":80,"targetPort":"http","nodePort":30080}]})));
+    p.on_endpoints_update(&endpoints(&ns, "web", &["10.244.1.2", "10.244.2.2"], "http", 8080, "TCP"));
+    sync(&t, &p, SyncKind::Auto);
+    let svc_chain = rkube_proxy::rules::service_port_chain_name(&format!("{ns}/web:http"), "tcp");
+    assert!(save(&t.node, "nat").contains(&svc_chain));
+
+    // ClusterIP from the client: both endpoints get traffic.
+    let got: BTreeSet<Option<String>> = client_gets(&t.client, "10.96.0.10:80", 40).into_iter().collect();
+    assert_eq!(got, BTreeSet::from([Some("b1".to_string()), Some("b2".to_string())]));
+    // NodePort on the node's address, from the client.
+    assert!(client_gets(&t.client, "192.168.10.1:30080", 4).iter().all(|r| r.is_some()));
+    // NodePort on 127.0.0.1 and ClusterIP from the node itself.
+    let local = t.node.run(|| (tcp_get("127.0.0.1:30080"), tcp_get("10.96.0.10:80"))).unwrap();
+    assert!(local.0.is_some() && local.1.is_some(), "{local:?}");
+
+    // Remove b2: a partial sync, then only b1 answers.
+    p.on_endpoints_update(&endpoints(&ns, "web", &["10.244.1.2"], "http", 8080, "TCP"));
+    let pp = p.clone();
+    let r = t.node.run(move || pp.sync(SyncKind::Auto)).unwrap().unwrap();
+    assert!(!r.full && r.chains_deleted == 1, "{r:?}");
+    let got: BTreeSet<Option<String>> = client_gets(&t.client, "10.96.0.10:80", 20).into_iter().collect();
+    assert_eq!(got, BTreeSet::from([Some("b1".to_string())]));
+
+    // A full sync that re-reads the tables does not duplicate our jumps.
+    sync(&t, &p, SyncKind::FullInspect);
+    let nat = save(&t.node, "nat");
+    assert_eq!(lines_with(&nat, "-A PREROUTING -m comment --comment \"kubernetes service portals\"").len(), 1, "{nat}");
+
+    // Delete the service: its chains go, traffic to it dies on the node.
+    p.on_service_delete(&service(&ns, "web", json!({})));
+    p.on_endpoints_delete(&endpoints(&ns, "web", &[], "http", 8080, "TCP"));
+    sync(&t, &p, SyncKind::Auto);
+    let nat = save(&t.node, "nat");
+    for prefix in ["KUBE-SVC-", "KUBE-SEP-", "KUBE-EXT-"] {
+        assert!(!nat.contains(prefix), "{prefix} chain left:\n{nat}");
+    }
+    assert_eq!(client_gets(&t.client, "10.96.0.10:80", 1), vec![None]);
+
+    // Foreign rules untouched; nothing of ours in the host's tables.
+    assert_eq!(lines_with(&save(&t.node, "nat"), "1.2.3.4"), foreign_nat);
+    assert_eq!(lines_with(&save(&t.node, "filter"), "1.2.3.4"), foreign_filter);
+    assert!(save(&t.node, "nat").contains(":TEST-KEEP"));
+    let host = std::process::Command::new("iptables-save").args(["-t", "nat"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&host.stdout).contains(&svc_chain), "rules leaked into the host");
+}
+
+#[test]
+fn udp_conntrack_flushed_when_endpoint_removed() {
+    require_root!();
+    let t = topo();
+    setup_node(&t);
+    let ns = rkube_proxy::netns::unique_name("it");
+    let p = proxier();
+    p.on_service_update(&service(&ns, "dns", json!({"clusterIP":"10.96.0.53",
+        "ports":[{"name":"dns","port":53,"protocol":"UDP","targetPort":5353}]})));
+    p.on_endpoints_update(&endpoints(&ns, "dns", &["10.244.1.2", "10.244.2.2"], "dns", 5353, "UDP"));
+    sync(&t, &p, SyncKind::Auto);
+
+    // One client socket (fixed source port): conntrack pins it to one backend.
+    let sock = t
+        .client
+        .run(|| {
+            let s = UdpSocket::bind("192.168.10.2:40053").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+            s
+        })
+        .unwrap();
+    let ask = |s: &UdpSocket| -> Option<String> {
+        s.send_to(b"?", "10.96.0.53:53").ok()?;
+        let mut buf = [0u8; 16];
+        let (n, _) = s.recv_from(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    let first = ask(&sock).expect("udp answer");
+    for _ in 0..5 {
+        assert_eq!(ask(&sock).as_deref(), Some(first.as_str()), "conntrack keeps one backend");
+    }
+    // Remove the backend that answered; it keeps running, so without the
+    // conntrack flush it would go on answering.
+    let (gone, stays, stays_name) =
+        if first == "b1" { ("10.244.1.2", "10.244.2.2", "b2") } else { ("10.244.2.2", "10.244.1.2", "b1") };
+    let _ = gone;
+    p.on_endpoints_update(&endpoints(&ns, "dns", &[stays], "dns", 5353, "UDP"));
+    let pp = p.clone();
+    let r = t.node.run(move || pp.sync(SyncKind::Auto)).unwrap().unwrap();
+    assert!(r.conntrack_cleanups >= 1, "{r:?}");
+    assert_eq!(ask(&sock).as_deref(), Some(stays_name));
+}
+
+#[test]
+fn restart_takes_over_leftover_chains() {
+    require_root!();
+    let t = topo();
+    setup_node(&t);
+    let ns = rkube_proxy::netns::unique_name("it");
+    let a = service(&ns, "a", json!({"clusterIP":"10.96.0.21","ports":[{"port":80}]}));
+    let b = service(&ns, "b", json!({"clusterIP":"10.96.0.22","ports":[{"port":80}]}));
+    let ea = endpoints(&ns, "a", &["10.244.1.2"], "", 8080, "TCP");
+    let eb = endpoints(&ns, "b", &["10.244.2.2"], "", 8080, "TCP");
+    let first = proxier();
+    for s in [&a, &b] {
+        first.on_service_update(s);
+    }
+    for e in [&ea, &eb] {
+        first.on_endpoints_update(e);
+    }
+    sync(&t, &first, SyncKind::Auto);
+    drop(first);
+    let a_chain = rkube_proxy::rules::service_port_chain_name(&format!("{ns}/a"), "tcp");
+    let b_chain = rkube_proxy::rules::service_port_chain_name(&format!("{ns}/b"), "tcp");
+    assert!(save(&t.node, "nat").contains(&a_chain));
+
+    // A new run that only knows b: a's chains are deleted at the first sync,
+    // jumps are not added twice.
+    let second = proxier();
+    second.on_service_update(&b);
+    second.on_endpoints_update(&eb);
+    sync(&t, &second, SyncKind::Auto);
+    let nat = save(&t.node, "nat");
+    assert!(!nat.contains(&a_chain) && nat.contains(&b_chain), "{nat}");
+    assert_eq!(lines_with(&nat, "-j KUBE-POSTROUTING").len(), 1, "{nat}");
+    assert_eq!(lines_with(&save(&t.node, "filter"), "-j KUBE-FORWARD").len(), 1);
+    assert_eq!(client_gets(&t.client, "10.96.0.22:80", 1), vec![Some("b2".to_string())]);
+    // b's service that lost its endpoints is REJECTed: refused, not a timeout.
+    second.on_endpoints_update(&endpoints(&ns, "b", &[], "", 8080, "TCP"));
+    sync(&t, &second, SyncKind::Auto);
+    let err = t
+        .client
+        .run(|| TcpStream::connect_timeout(&"10.96.0.22:80".parse().unwrap(), Duration::from_secs(2)).unwrap_err().kind())
+        .unwrap();
+    assert_eq!(err, std::io::ErrorKind::ConnectionRefused);
+}
