@@ -14,7 +14,7 @@
 //! the message types and both a client and a server for each service (the
 //! server traits let tests implement a fake runtime).
 //!
-//! ```ignore
+//! ```
 //! use proto::runtime::v1::runtime_service_client::RuntimeServiceClient;
 //! use proto::runtime::v1::VersionRequest;
 //! ```
