@@ -1,0 +1,56 @@
+//! Command-line flags, named as kube-apiserver names them.
+
+use clap::Parser;
+
+#[derive(Parser, Debug, Clone)]
+#[command(name = "rkube-apiserver", version, about = "The rkube API server: the Kubernetes API on etcd.")]
+pub struct Config {
+    /// etcd endpoints, comma-separated (e.g. http://127.0.0.1:2379).
+    #[arg(long = "etcd-servers", value_delimiter = ',', required = true)]
+    pub etcd_servers: Vec<String>,
+
+    /// The prefix under which every key is stored in etcd.
+    #[arg(long = "etcd-prefix", default_value = "/registry")]
+    pub etcd_prefix: String,
+
+    /// Address for the secure port (TLS comes with authentication; until
+    /// then only the insecure port is served).
+    #[arg(long = "bind-address", default_value = "0.0.0.0")]
+    pub bind_address: String,
+
+    /// Plain-HTTP port on the insecure bind address with no authentication
+    /// and no authorization, as the old kube-apiserver's `--insecure-port`.
+    #[arg(long = "insecure-port", default_value_t = 8080)]
+    pub insecure_port: u16,
+
+    /// Address of the insecure port. Kept on loopback by default: anyone who
+    /// reaches it is cluster admin.
+    #[arg(long = "insecure-bind-address", default_value = "127.0.0.1")]
+    pub insecure_bind_address: String,
+
+    /// CIDR from which Service ClusterIPs are allocated.
+    #[arg(long = "service-cluster-ip-range", default_value = "10.96.0.0/12")]
+    pub service_cluster_ip_range: String,
+
+    /// Range of NodePorts, inclusive.
+    #[arg(long = "service-node-port-range", default_value = "30000-32767")]
+    pub service_node_port_range: String,
+
+    /// How long to wait for etcd at start before giving up.
+    #[arg(long = "etcd-connect-timeout", default_value = "10s", value_parser = parse_duration)]
+    pub etcd_connect_timeout: std::time::Duration,
+}
+
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration {s:?}: unit must be ms, s, m or h")),
+    };
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
