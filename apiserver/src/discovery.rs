@@ -21,7 +21,12 @@ pub fn version() -> Value {
         "buildDate": "2026-01-01T00:00:00Z",
         "goVersion": "rust",
         "compiler": "rustc",
-        "platform": format!("linux/{}", std::env::consts::ARCH),
+        // Go's architecture names, as kubectl expects them.
+        "platform": format!("linux/{}", match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            other => other,
+        }),
     })
 }
 

@@ -67,6 +67,38 @@ impl OpenApi {
     }
 }
 
+/// `/openapi/v2`, which kubectl up to 1.28 insists on fetching (as gnostic
+/// protobuf) before `apply`/`create`, even when it then validates on the
+/// server. rkube serves a valid Swagger 2.0 document with no definitions:
+/// kubectl then takes patch metadata from its built-in types and leaves
+/// field validation to the server (advertised in `/openapi/v3`). The
+/// protobuf is two fields of `openapi_v2.Document` — `swagger` (1) and
+/// `info` (2: `title` 1, `version` 2) — small enough to write by hand rather
+/// than vendor gnostic's schema.
+pub fn v2_document() -> Vec<u8> {
+    fn field(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
+        out.push(tag);
+        let mut n = bytes.len();
+        loop {
+            let b = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(b);
+                break;
+            }
+            out.push(b | 0x80);
+        }
+        out.extend_from_slice(bytes);
+    }
+    let mut info = Vec::new();
+    field(&mut info, 0x0a, b"Kubernetes");
+    field(&mut info, 0x12, b"v1.32.0");
+    let mut doc = Vec::new();
+    field(&mut doc, 0x0a, b"2.0");
+    field(&mut doc, 0x12, &info);
+    doc
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02X}")).collect()
 }
@@ -125,6 +157,7 @@ fn document(group: &str, version: &str) -> Value {
     if let Some(s) = schemas.get_mut("io.k8s.api.autoscaling.v1.Scale") {
         s["x-kubernetes-group-version-kind"] = json!([gvk("autoscaling", "v1", "Scale")]);
     }
+    add_patch_meta(&mut schemas);
     let mut paths = Map::new();
     for r in &rs {
         for (path, item) in paths_for(r) {
@@ -137,6 +170,50 @@ fn document(group: &str, version: &str) -> Value {
         "paths": paths,
         "components": {"schemas": schemas},
     })
+}
+
+/// The strategic-merge-patch metadata kubectl reads from the schemas
+/// (`x-kubernetes-patch-merge-key` / `-strategy`), the same facts as the
+/// server's own table in `patch.rs`. Without them kubectl apply would treat
+/// every list as atomic and re-send whole lists.
+fn add_patch_meta(schemas: &mut Value) {
+    const META: &[(&str, &str, &str, &str)] = &[
+        ("io.k8s.api.core.v1.PodSpec", "containers", "name", "merge"),
+        ("io.k8s.api.core.v1.PodSpec", "initContainers", "name", "merge"),
+        ("io.k8s.api.core.v1.PodSpec", "ephemeralContainers", "name", "merge"),
+        ("io.k8s.api.core.v1.PodSpec", "volumes", "name", "merge,retainKeys"),
+        ("io.k8s.api.core.v1.PodSpec", "imagePullSecrets", "name", "merge"),
+        ("io.k8s.api.core.v1.PodSpec", "hostAliases", "ip", "merge"),
+        ("io.k8s.api.core.v1.PodSpec", "topologySpreadConstraints", "topologyKey", "merge"),
+        ("io.k8s.api.core.v1.Container", "ports", "containerPort", "merge"),
+        ("io.k8s.api.core.v1.Container", "env", "name", "merge"),
+        ("io.k8s.api.core.v1.Container", "volumeMounts", "mountPath", "merge"),
+        ("io.k8s.api.core.v1.Container", "volumeDevices", "devicePath", "merge"),
+        ("io.k8s.api.core.v1.ServiceSpec", "ports", "port", "merge"),
+        ("io.k8s.api.core.v1.PodStatus", "conditions", "type", "merge"),
+        ("io.k8s.api.core.v1.NodeStatus", "conditions", "type", "merge"),
+        ("io.k8s.api.core.v1.NodeStatus", "addresses", "type", "merge"),
+        ("io.k8s.api.apps.v1.DeploymentStatus", "conditions", "type", "merge"),
+        ("io.k8s.api.apps.v1.ReplicaSetStatus", "conditions", "type", "merge"),
+        ("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", "ownerReferences", "uid", "merge"),
+    ];
+    for (schema, prop, key, strategy) in META {
+        if let Some(p) = schemas.get_mut(*schema).and_then(|s| s.get_mut("properties")).and_then(|p| p.get_mut(*prop)) {
+            p["x-kubernetes-patch-merge-key"] = json!(key);
+            p["x-kubernetes-patch-strategy"] = json!(strategy);
+        }
+    }
+    if let Some(p) = schemas
+        .get_mut("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")
+        .and_then(|s| s.get_mut("properties"))
+        .and_then(|p| p.get_mut("finalizers"))
+    {
+        p["x-kubernetes-patch-strategy"] = json!("merge");
+    }
+    // Deployment strategy and volume sources switch shape with retainKeys.
+    if let Some(p) = schemas.get_mut("io.k8s.api.apps.v1.DeploymentSpec").and_then(|s| s.get_mut("properties")).and_then(|p| p.get_mut("strategy")) {
+        p["x-kubernetes-patch-strategy"] = json!("retainKeys");
+    }
 }
 
 fn query_param(name: &str, ty: &str) -> Value {
@@ -239,6 +316,14 @@ fn paths_for(r: &ResourceInfo) -> Vec<(String, Value)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn v2_document_is_protobuf_swagger_2() {
+        let d = v2_document();
+        assert_eq!(&d[..5], b"\x0a\x032.0");
+        assert_eq!(d[5], 0x12);
+        assert_eq!(d[6] as usize, d.len() - 7);
+    }
 
     #[test]
     fn documents_advertise_field_validation_on_patch() {

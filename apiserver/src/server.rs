@@ -92,6 +92,9 @@ impl ApiServer {
             "/api" if get => return Ok(json_response(200, &discovery::api_versions())),
             "/apis" if get => return Ok(json_response(200, &discovery::api_group_list())),
             "/openapi/v3" if get => return Ok(json_response(200, &self.openapi.index())),
+            "/openapi/v2" if get => {
+                return Ok(full(200, "application/com.github.proto-openapi.spec.v2.v1.0+protobuf", crate::openapi::v2_document()))
+            }
             "/" if get => {
                 let paths = json!({"paths": ["/api", "/api/v1", "/apis", "/apis/apps", "/apis/apps/v1", "/apis/coordination.k8s.io",
                     "/apis/coordination.k8s.io/v1", "/healthz", "/livez", "/openapi/v3", "/readyz", "/version"]});

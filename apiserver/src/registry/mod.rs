@@ -374,6 +374,9 @@ impl Registry {
         if r.kind == "Pod" {
             set_qos_class(&mut obj);
         }
+        obj["apiVersion"] = json!(r.api_version());
+        obj["kind"] = json!(r.kind);
+        let mut obj = canonical_order(&obj);
         let allocated = if r.kind == "Service" && !q.dry_run() {
             services::allocate(self, &mut obj, None).await?
         } else {
@@ -536,6 +539,9 @@ impl Registry {
             if r.kind == "Pod" {
                 set_qos_class(&mut new);
             }
+            new["apiVersion"] = json!(r.api_version());
+            new["kind"] = json!(r.kind);
+            let mut new = canonical_order(&new);
             if q.dry_run() {
                 return Ok(Output::Object { code: 200, obj: new, warnings });
             }
@@ -896,11 +902,29 @@ fn finalizers_empty(r: &ResourceInfo, obj: &Value) -> bool {
 /// What goes to etcd: the object without its resourceVersion (the mod
 /// revision is the resourceVersion, so storing it would be stale at once).
 fn to_storage(obj: &Value) -> Vec<u8> {
-    let mut o = obj.clone();
+    let mut o = canonical_order(obj);
     if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
     }
     serde_json::to_vec(&o).expect("JSON value serialises")
+}
+
+/// Top-level fields in the order Kubernetes writes them: apiVersion, kind,
+/// metadata, spec, status, then the rest (data, subsets, ...).
+fn canonical_order(obj: &Value) -> Value {
+    let Some(m) = obj.as_object() else { return obj.clone() };
+    let mut out = Map::new();
+    for k in ["apiVersion", "kind", "metadata", "spec", "status"] {
+        if let Some(v) = m.get(k) {
+            out.insert(k.to_string(), v.clone());
+        }
+    }
+    for (k, v) in m {
+        if !out.contains_key(k) {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    Value::Object(out)
 }
 
 pub fn storage_error(e: StorageError) -> ApiError {

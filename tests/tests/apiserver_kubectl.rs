@@ -1,0 +1,202 @@
+//! The real kubectl against rkube-apiserver's insecure port: the everyday
+//! workflow, for the kubectl on the machine (1.32) and the oldest and newest
+//! ones beside it. Every command must succeed and print nothing to stderr.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use e2e::Cluster;
+
+const MANIFEST: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: demo
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: demo
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: busybox:1.36
+        command: ["httpd", "-f", "-p", "80"]
+        ports:
+        - containerPort: 80
+        resources:
+          requests: {cpu: 100m, memory: 64Mi}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: demo
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports:
+  - port: 80
+    targetPort: 80
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: cfg
+  namespace: demo
+data:
+  a: "1"
+"#;
+
+fn stdout_ok(c: &Cluster, v: &str, args: &[&str], input: Option<&str>) -> String {
+    let out = match input {
+        Some(i) => c.kubectl_stdin(v, args, i),
+        None => c.kubectl_v(v, args),
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "kubectl {v} {args:?}: {stderr}");
+    assert!(stderr.trim().is_empty(), "kubectl {v} {args:?} printed to stderr: {stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn workflow(v: &str) {
+    let c = Cluster::start();
+    let k = |args: &[&str]| stdout_ok(&c, v, args, None);
+
+    // apply, then apply a change: kubectl reports what changed.
+    let out = stdout_ok(&c, v, &["apply", "-f", "-"], Some(MANIFEST));
+    for line in ["namespace/demo created", "deployment.apps/web created", "service/web created", "configmap/cfg created"] {
+        assert!(out.contains(line), "{out}");
+    }
+    let changed = MANIFEST.replace("replicas: 2", "replicas: 3").replace("a: \"1\"", "a: \"2\"");
+    let out = stdout_ok(&c, v, &["apply", "-f", "-"], Some(&changed));
+    assert!(out.contains("deployment.apps/web configured"), "{out}");
+    assert!(out.contains("configmap/cfg configured"), "{out}");
+    assert!(out.contains("namespace/demo unchanged"), "{out}");
+    assert!(out.contains("service/web unchanged"), "{out}");
+    assert_eq!(k(&["get", "deploy", "web", "-n", "demo", "-o", "jsonpath={.spec.replicas}"]), "3");
+    assert_eq!(k(&["get", "cm", "cfg", "-n", "demo", "-o", "jsonpath={.data.a}"]), "2");
+
+    // get: table columns as kubectl users know them.
+    let out = k(&["get", "deploy", "-n", "demo"]);
+    assert!(out.starts_with("NAME   READY   UP-TO-DATE   AVAILABLE   AGE"), "{out}");
+    let out = k(&["get", "svc", "-n", "demo", "-o", "wide"]);
+    let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE", "SELECTOR"], "{out}");
+    assert!(out.contains("NodePort") && out.contains("80:3") && out.contains("app=web"), "{out}");
+    let out = k(&["get", "ns"]);
+    assert!(out.lines().any(|l| l.starts_with("kube-system") && l.contains("Active")), "{out}");
+    assert_eq!(k(&["get", "cm", "-n", "demo", "-o", "name"]).trim(), "configmap/cfg");
+    let yaml = k(&["get", "deploy", "web", "-n", "demo", "-o", "yaml"]);
+    assert!(yaml.contains("kind: Deployment") && yaml.contains("resourceVersion:") && yaml.contains("uid:"), "{yaml}");
+    let json: serde_json::Value = serde_json::from_str(&k(&["get", "svc", "web", "-n", "demo", "-o", "json"])).unwrap();
+    assert!(json["spec"]["clusterIP"].as_str().unwrap().starts_with("10."));
+    let all = k(&["get", "all", "-n", "demo"]);
+    assert!(all.contains("service/web") && all.contains("deployment.apps/web"), "{all}");
+
+    // describe
+    let out = k(&["describe", "deploy", "web", "-n", "demo"]);
+    assert!(out.contains("Name:") && out.contains("web") && out.contains("Replicas:"), "{out}");
+    let out = k(&["describe", "svc", "web", "-n", "demo"]);
+    assert!(out.contains("NodePort:"), "{out}");
+
+    // label, annotate, scale, set image, patch of each type.
+    k(&["label", "deploy", "web", "-n", "demo", "tier=frontend"]);
+    k(&["annotate", "svc", "web", "-n", "demo", "note=hello"]);
+    assert_eq!(k(&["get", "deploy", "-n", "demo", "-l", "tier=frontend", "-o", "name"]).trim(), "deployment.apps/web");
+    assert_eq!(k(&["get", "svc", "web", "-n", "demo", "-o", "jsonpath={.metadata.annotations.note}"]), "hello");
+    k(&["scale", "deploy", "web", "-n", "demo", "--replicas=5"]);
+    assert_eq!(k(&["get", "deploy", "web", "-n", "demo", "-o", "jsonpath={.spec.replicas}"]), "5");
+    k(&["set", "image", "deploy/web", "-n", "demo", "web=busybox:1.37"]);
+    assert_eq!(k(&["get", "deploy", "web", "-n", "demo", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]), "busybox:1.37");
+    // The container kept its other fields: strategic merge by name.
+    assert_eq!(k(&["get", "deploy", "web", "-n", "demo", "-o", "jsonpath={.spec.template.spec.containers[0].ports[0].containerPort}"]), "80");
+    k(&["patch", "deploy", "web", "-n", "demo", "-p", r#"{"spec":{"replicas":2}}"#]);
+    k(&["patch", "deploy", "web", "-n", "demo", "--type=merge", "-p", r#"{"metadata":{"labels":{"m":"1"}}}"#]);
+    k(&["patch", "deploy", "web", "-n", "demo", "--type=json", "-p", r#"[{"op":"replace","path":"/spec/replicas","value":4}]"#]);
+    assert_eq!(k(&["get", "deploy", "web", "-n", "demo", "-o", "jsonpath={.spec.replicas} {.metadata.labels.m}"]), "4 1");
+
+    // get -w sees ADDED, MODIFIED and DELETED.
+    let mut watch = c
+        .kubectl_cmd(v, &["get", "cm", "-n", "demo", "-w", "--output-watch-events"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let mut expect = |want: &str, seen: &mut Vec<String>| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !seen.iter().any(|l: &String| l.contains(want)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) => seen.push(l),
+                Err(_) => panic!("watch never printed {want:?}; saw {seen:?}"),
+            }
+        }
+    };
+    expect("EVENT      NAME   DATA   AGE", &mut seen);
+    expect("ADDED      cfg    1", &mut seen);
+    stdout_ok(&c, v, &["apply", "-f", "-"], Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: w1, namespace: demo}\ndata: {x: \"z\"}\n"));
+    expect("ADDED      w1     1", &mut seen);
+    k(&["label", "cm", "cfg", "-n", "demo", "z=1"]);
+    expect("MODIFIED   cfg    1", &mut seen);
+    k(&["delete", "cm", "cfg", "-n", "demo"]);
+    expect("DELETED    cfg    1", &mut seen);
+    let _ = watch.kill();
+    let _ = watch.wait();
+
+    // System namespaces are protected, with Kubernetes' message.
+    let out = c.kubectl_v(v, &["delete", "ns", "kube-system"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(r#"namespaces "kube-system" is forbidden: this namespace may not be deleted"#), "{err}");
+
+    // api-resources from discovery.
+    let out = k(&["api-resources"]);
+    for line in ["pods", "deployments", "leases", "namespaces"] {
+        assert!(out.lines().any(|l| l.starts_with(line)), "{line} missing: {out}");
+    }
+    assert!(out.lines().any(|l| l.starts_with("deployments") && l.contains("deploy") && l.contains("apps/v1")), "{out}");
+
+    // explain reads the OpenAPI v3 schemas.
+    let out = k(&["explain", "pod.spec.containers.image"]);
+    assert!(out.contains("FIELD: image"), "{out}");
+
+    // delete: kubectl waits for the object to be gone.
+    k(&["delete", "deploy", "web", "-n", "demo"]);
+    let out = c.kubectl_v(v, &["get", "deploy", "web", "-n", "demo"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains(r#"deployments.apps "web" not found"#));
+    k(&["delete", "svc", "web", "-n", "demo"]);
+}
+
+#[test]
+fn kubectl_1_32_workflow() {
+    workflow("default");
+}
+
+#[test]
+fn kubectl_1_27_workflow() {
+    workflow("1.27");
+}
+
+#[test]
+fn kubectl_1_33_workflow() {
+    workflow("1.33");
+}
