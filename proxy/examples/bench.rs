@@ -1,1 +1,20 @@
-fn main(){}
+//! Sync benchmark: `cargo run --release -p rkube-proxy --example bench [--quick] [--reps N]`
+//! (root; runs in throwaway network namespaces).
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let reps = args
+        .iter()
+        .position(|a| a == "--reps")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let cases: &[(usize, usize)] = if quick {
+        &[(1000, 2), (1000, 10)]
+    } else {
+        &[(1000, 2), (1000, 10), (5000, 2), (5000, 10), (10000, 2), (10000, 10)]
+    };
+    let results = rkube_proxy::perf::bench(cases, reps)?;
+    print!("{}", rkube_proxy::perf::format_results(&results));
+    Ok(())
+}
