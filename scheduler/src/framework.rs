@@ -13,7 +13,7 @@ use std::fmt;
 pub enum Reason {
     /// NodeResourcesFit: `Insufficient cpu`, `Insufficient memory`,
     /// `Insufficient ephemeral-storage`, `Insufficient nvidia.com/gpu`.
-    Insufficient(String),
+    Insufficient(std::borrow::Cow<'static, str>),
     /// NodeResourcesFit, pod count.
     TooManyPods,
     /// NodePorts.

@@ -347,6 +347,11 @@ pub struct NodeInfo {
     pub images: HashMap<String, i64>,
     /// Bumped on every change; the snapshot copies only what changed.
     pub generation: u64,
+    /// `spec.unschedulable`, copied out of the Node so the hot filter loop
+    /// does not chase pointers into the Node object for every node.
+    pub is_unschedulable: bool,
+    /// Whether the node has any taint at all (fast path for the taint filter).
+    pub has_taints: bool,
 }
 
 impl NodeInfo {
@@ -362,6 +367,8 @@ impl NodeInfo {
             used_ports: Vec::new(),
             images: HashMap::new(),
             generation: 0,
+            is_unschedulable: false,
+            has_taints: false,
             node: node.clone(),
         };
         ni.set_node(node);
@@ -380,15 +387,20 @@ impl NodeInfo {
                 self.images.insert(normalize_image_name(n), img.size_bytes.unwrap_or(0));
             }
         }
+        self.is_unschedulable = node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
+        self.has_taints = node.spec.as_ref().and_then(|s| s.taints.as_ref()).is_some_and(|t| !t.is_empty());
         self.node = node;
     }
 
     pub fn taints(&self) -> &[Taint] {
+        if !self.has_taints {
+            return &[];
+        }
         self.node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or(&[])
     }
 
     pub fn unschedulable(&self) -> bool {
-        self.node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false)
+        self.is_unschedulable
     }
 
     pub fn add_pod(&mut self, p: Arc<PodInfo>) {

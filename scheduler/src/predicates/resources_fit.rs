@@ -44,7 +44,7 @@ impl Predicate for NodeResourcesFit {
         }
         for (name, want) in &req.scalar {
             if *want > 0 && *want > alloc.scalar(name) - used.scalar(name) {
-                reasons.push(Reason::Insufficient(name.clone()));
+                reasons.push(Reason::Insufficient(name.clone().into()));
             }
         }
         if reasons.is_empty() {
@@ -72,7 +72,7 @@ mod tests {
     }
 
     fn ins(r: &str) -> Reason {
-        Reason::Insufficient(r.into())
+        Reason::Insufficient(r.to_string().into())
     }
 
     #[test]
