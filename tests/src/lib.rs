@@ -9,7 +9,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Once;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// A port nobody listens on right now.
@@ -155,26 +155,28 @@ impl Drop for Etcd {
     }
 }
 
-/// Path of a workspace binary, built on first use with the same profile as
-/// the running test.
+/// Path of a workspace binary, (re)built on first use in this test process
+/// with the same profile as the running test. Binaries are named after the
+/// package that holds them (`rkube-apiserver` in package `rkube-apiserver`).
 pub fn bin(name: &str) -> PathBuf {
-    static BUILD: Once = Once::new();
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap().to_path_buf(); // target/<profile>
     let path = dir.join(name);
-    BUILD.call_once(|| {
+    let mut built = BUILT.lock().unwrap();
+    if !built.iter().any(|b| b == name) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--bins", "--quiet"]);
+        cmd.args(["build", "--quiet", "-p", name, "--bin", name]);
         if dir.file_name().is_some_and(|p| p == "release") {
             cmd.arg("--release");
         }
-        let target = dir.parent().unwrap();
-        cmd.env("CARGO_TARGET_DIR", target);
+        cmd.env("CARGO_TARGET_DIR", dir.parent().unwrap());
         cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
-        let st = cmd.status().expect("cargo build --bins");
-        assert!(st.success(), "cargo build --bins failed");
-    });
+        let st = cmd.status().expect("cargo build");
+        assert!(st.success(), "cargo build -p {name} failed");
+        built.push(name.to_string());
+    }
     assert!(path.exists(), "{} not built", path.display());
     path
 }

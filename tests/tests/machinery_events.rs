@@ -1,7 +1,7 @@
 //! The event recorder against a real apiserver: identical events become one
 //! Event object with a count, different ones stay separate.
 //!
-//! Needs a running apiserver: see machinery_common/mod.rs.
+//! Each test starts its own etcd and apiserver (`e2e::Cluster`).
 
 mod machinery_common;
 
@@ -13,12 +13,13 @@ use kube::Api;
 use machinery::events::{EventRecorder, EventType};
 use machinery_common::*;
 
+const NS: &str = "default";
+
 #[tokio::test]
-#[ignore = "needs a running rkube-apiserver (RKUBE_TEST_APISERVER); will use e2e::Cluster once it exists"]
 async fn identical_events_are_aggregated_into_a_count() {
-    let ns = TestNamespace::new("ev").await;
-    let client = client().await;
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
+    let cluster = e2e::Cluster::start();
+    let client = cluster.client().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
     let obj = cms
         .create(
             &PostParams::default(),
@@ -35,7 +36,7 @@ async fn identical_events_are_aggregated_into_a_count() {
     }
     recorder.event(&obj, EventType::Normal, "Synced", "all good");
 
-    let events: Api<Event> = Api::namespaced(client, &ns.name);
+    let events: Api<Event> = Api::namespaced(client, NS);
     let (failed, synced) = eventually("events to be written", Duration::from_secs(20), || async {
         let list = events.list(&ListParams::default()).await.ok()?;
         let find = |reason: &str| list.items.iter().filter(|e| e.reason.as_deref() == Some(reason)).cloned().collect::<Vec<_>>();

@@ -2,7 +2,7 @@
 //! recovery — resuming after a dropped connection, and re-listing from
 //! scratch after 410 Gone (etcd compacted while the informer was cut off).
 //!
-//! Needs a running apiserver: see machinery_common/mod.rs.
+//! Each test starts its own etcd and apiserver (`e2e::Cluster`).
 
 mod machinery_common;
 
@@ -15,6 +15,8 @@ use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::Api;
 use machinery::informer::{Event, Informer};
 use machinery_common::*;
+
+const NS: &str = "default";
 use tokio::sync::mpsc::UnboundedReceiver;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -72,10 +74,9 @@ fn sorted_names(informer: &Informer<ConfigMap>) -> Vec<String> {
 }
 
 #[tokio::test]
-#[ignore = "needs a running rkube-apiserver (RKUBE_TEST_APISERVER); will use e2e::Cluster once it exists"]
 async fn informer_lists_watches_and_indexes() {
-    let ns = TestNamespace::new("inf").await;
-    let api: Api<ConfigMap> = Api::namespaced(client().await, &ns.name);
+    let cluster = e2e::Cluster::start();
+    let api: Api<ConfigMap> = Api::namespaced(cluster.client().await, NS);
     let pp = PostParams::default();
     api.create(&pp, &cm("a", "red")).await.unwrap();
     api.create(&pp, &cm("b", "blue")).await.unwrap();
@@ -95,7 +96,7 @@ async fn informer_lists_watches_and_indexes() {
 
     // The store matches the server, keyed "namespace/name", indexed by team.
     assert_eq!(sorted_names(&informer), ["a", "c"]);
-    let a = informer.store().get(&format!("{}/a", ns.name)).unwrap();
+    let a = informer.store().get(&format!("{}/a", NS)).unwrap();
     assert_eq!(a.data.as_ref().unwrap()["v"], "2");
     let mut red: Vec<String> = informer.store().by_index("team", "red").iter().map(|c| c.metadata.name.clone().unwrap()).collect();
     red.sort();
@@ -105,10 +106,9 @@ async fn informer_lists_watches_and_indexes() {
 }
 
 #[tokio::test]
-#[ignore = "needs a running rkube-apiserver (RKUBE_TEST_APISERVER); will use e2e::Cluster once it exists"]
 async fn informer_label_selector_limits_the_cache() {
-    let ns = TestNamespace::new("infsel").await;
-    let api: Api<ConfigMap> = Api::namespaced(client().await, &ns.name);
+    let cluster = e2e::Cluster::start();
+    let api: Api<ConfigMap> = Api::namespaced(cluster.client().await, NS);
     let pp = PostParams::default();
     api.create(&pp, &cm("a", "red")).await.unwrap();
     api.create(&pp, &cm("b", "blue")).await.unwrap();
@@ -124,10 +124,9 @@ async fn informer_label_selector_limits_the_cache() {
 }
 
 #[tokio::test]
-#[ignore = "needs a running rkube-apiserver (RKUBE_TEST_APISERVER); will use e2e::Cluster once it exists"]
 async fn informer_resyncs_periodically() {
-    let ns = TestNamespace::new("infrs").await;
-    let api: Api<ConfigMap> = Api::namespaced(client().await, &ns.name);
+    let cluster = e2e::Cluster::start();
+    let api: Api<ConfigMap> = Api::namespaced(cluster.client().await, NS);
     api.create(&PostParams::default(), &cm("a", "red")).await.unwrap();
     let informer = Informer::new(api.clone()).resync(Duration::from_millis(300));
     let mut events = informer.events();
@@ -143,12 +142,11 @@ async fn informer_resyncs_periodically() {
 /// the informer resumes watching from its last resourceVersion and misses
 /// nothing that happened meanwhile.
 #[tokio::test]
-#[ignore = "needs a running rkube-apiserver (RKUBE_TEST_APISERVER); will use e2e::Cluster once it exists"]
 async fn informer_resumes_after_connection_loss() {
-    let ns = TestNamespace::new("infcut").await;
-    let direct: Api<ConfigMap> = Api::namespaced(client().await, &ns.name);
-    let proxy = Proxy::start(&apiserver_url()).await;
-    let proxied: Api<ConfigMap> = Api::namespaced(client_for(&proxy.url).await, &ns.name);
+    let cluster = e2e::Cluster::start();
+    let direct: Api<ConfigMap> = Api::namespaced(cluster.client().await, NS);
+    let proxy = Proxy::start(&cluster.api.url).await;
+    let proxied: Api<ConfigMap> = Api::namespaced(client_for(&proxy.url).await, NS);
     direct.create(&PostParams::default(), &cm("a", "red")).await.unwrap();
 
     let informer = Informer::new(proxied);
@@ -167,16 +165,17 @@ async fn informer_resumes_after_connection_loss() {
     task.abort();
 }
 
-/// Cut off, then etcd is compacted past the informer's resourceVersion: the
-/// watch gets 410 Gone, the informer re-lists from scratch, and the diff
+/// The apiserver restarts while the informer is cut off, and things change
+/// meanwhile. The new apiserver's watch cache starts at the current etcd
+/// revision, so it cannot replay from the informer's resourceVersion and
+/// answers 410 Gone: the informer re-lists from scratch, and the diff
 /// against its cache reports the delete, update and add it missed.
 #[tokio::test]
-#[ignore = "needs a running rkube-apiserver and its etcd (RKUBE_TEST_APISERVER, RKUBE_TEST_ETCD)"]
 async fn informer_relists_after_410_gone() {
-    let ns = TestNamespace::new("inf410").await;
-    let direct: Api<ConfigMap> = Api::namespaced(client().await, &ns.name);
-    let proxy = Proxy::start(&apiserver_url()).await;
-    let proxied: Api<ConfigMap> = Api::namespaced(client_for(&proxy.url).await, &ns.name);
+    let mut cluster = e2e::Cluster::start();
+    let direct: Api<ConfigMap> = Api::namespaced(cluster.client().await, NS);
+    let proxy = Proxy::start(&cluster.api.url).await;
+    let proxied: Api<ConfigMap> = Api::namespaced(client_for(&proxy.url).await, NS);
     let pp = PostParams::default();
     direct.create(&pp, &cm("a", "red")).await.unwrap();
     direct.create(&pp, &cm("b", "red")).await.unwrap();
@@ -186,12 +185,32 @@ async fn informer_relists_after_410_gone() {
     let mut events = informer.events();
     let task = informer.spawn();
     assert_eq!(next_events(&mut events, 3).await, ["add a", "add b", "add u"]);
+    let old_rv = direct.get("u").await.unwrap().metadata.resource_version.unwrap();
 
     proxy.cut();
     direct.delete("a", &DeleteParams::default()).await.unwrap();
     set_v(&direct, "b", "2").await;
     direct.create(&pp, &cm("c", "red")).await.unwrap();
-    compact_etcd().await;
+    // "Restart": a new apiserver on the same etcd, the old one gone.
+    let restarted = e2e::ApiServer::start(&cluster.etcd, cluster.dir.path(), &[]);
+    cluster.api.kill();
+    // The new apiserver really cannot resume from the informer's version.
+    let fresh: Api<ConfigMap> = Api::namespaced(client_for(&restarted.url).await, NS);
+    let gone = fresh.watch(&kube::api::WatchParams::default(), &old_rv).await;
+    let gone = match gone {
+        Err(kube::Error::Api(e)) => e.code,
+        Ok(stream) => {
+            use futures::StreamExt;
+            let mut stream = Box::pin(stream);
+            match stream.next().await {
+                Some(Ok(kube::api::WatchEvent::Error(e))) => e.code,
+                other => panic!("expected 410, got {other:?}"),
+            }
+        }
+        Err(e) => panic!("expected 410, got {e}"),
+    };
+    assert_eq!(gone, 410);
+    proxy.set_upstream(&restarted.url);
     proxy.restore();
 
     // A resumed watch would not mention the untouched `u`; a re-list

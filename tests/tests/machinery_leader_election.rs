@@ -3,7 +3,7 @@
 //! and a frozen leader (SIGSTOP longer than the lease) notices it lost the
 //! lease before it acts again.
 //!
-//! Needs a running apiserver: see machinery_common/mod.rs.
+//! Each test starts its own etcd and apiserver (`e2e::Cluster`).
 
 mod machinery_common;
 
@@ -16,6 +16,8 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use machinery::leader_election::{LeaderElectionConfig, LeaderElector, Outcome};
 use machinery_common::*;
+
+const NS: &str = "default";
 use tokio::sync::oneshot;
 
 /// Short timings so the tests take seconds (client-go's rules still hold:
@@ -35,8 +37,8 @@ fn wall_ms() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()
 }
 
-async fn lease(ns: &str, name: &str) -> Lease {
-    Api::<Lease>::namespaced(client().await, ns).get(name).await.unwrap()
+async fn lease(cluster: &e2e::Cluster, name: &str) -> Lease {
+    Api::<Lease>::namespaced(cluster.client().await, NS).get(name).await.unwrap()
 }
 
 /// Starts an elector whose work signals when it starts and then runs until
@@ -59,17 +61,16 @@ async fn candidate(
 }
 
 #[tokio::test]
-#[ignore = "needs a running rkube-apiserver (RKUBE_TEST_APISERVER); will use e2e::Cluster once it exists"]
 async fn standby_takes_over_when_the_leader_dies() {
-    let ns = TestNamespace::new("le").await;
-    let (a_started, a) = candidate(client().await, &ns.name, "a").await;
+    let cluster = e2e::Cluster::start();
+    let (a_started, a) = candidate(cluster.client().await, NS, "a").await;
     tokio::time::timeout(WAIT, a_started).await.unwrap().unwrap();
-    let (mut b_started, b) = candidate(client().await, &ns.name, "b").await;
+    let (mut b_started, b) = candidate(cluster.client().await, NS, "b").await;
 
     // While `a` renews, `b` stays a standby.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(b_started.try_recv().is_err(), "b became leader while a was renewing");
-    let l = lease(&ns.name, "lock").await;
+    let l = lease(&cluster, "lock").await;
     let spec = l.spec.unwrap();
     assert_eq!(spec.holder_identity.as_deref(), Some("a"));
     assert_eq!(spec.lease_duration_seconds, Some(2));
@@ -82,18 +83,17 @@ async fn standby_takes_over_when_the_leader_dies() {
     let b_at = tokio::time::timeout(WAIT, b_started).await.expect("b never took over").unwrap();
     // b must wait for the lease to expire by its own clock, not jump in.
     assert!(b_at - died >= 1000, "b took over {} ms after a died", b_at - died);
-    let spec = lease(&ns.name, "lock").await.spec.unwrap();
+    let spec = lease(&cluster, "lock").await.spec.unwrap();
     assert_eq!(spec.holder_identity.as_deref(), Some("b"));
     assert_eq!(spec.lease_transitions, Some(1));
     b.abort();
 }
 
 #[tokio::test]
-#[ignore = "needs a running rkube-apiserver (RKUBE_TEST_APISERVER); will use e2e::Cluster once it exists"]
 async fn finished_leader_releases_the_lease() {
-    let ns = TestNamespace::new("lerel").await;
+    let cluster = e2e::Cluster::start();
     let stopped = Arc::new(Mutex::new(false));
-    let elector = LeaderElector::new(client().await, &ns.name, "lock", "a", fast()).unwrap();
+    let elector = LeaderElector::new(cluster.client().await, NS, "lock", "a", fast()).unwrap();
     let outcome = tokio::time::timeout(
         WAIT,
         elector.run(|l| async move { assert!(l.is_leading()) }, {
@@ -106,29 +106,28 @@ async fn finished_leader_releases_the_lease() {
     assert_eq!(outcome, Outcome::Finished);
     assert!(*stopped.lock().unwrap(), "on_stopped_leading not called");
     // Released as client-go does: no holder, 1 s duration.
-    let spec = lease(&ns.name, "lock").await.spec.unwrap();
+    let spec = lease(&cluster, "lock").await.spec.unwrap();
     assert_eq!(spec.holder_identity.as_deref(), Some(""));
     assert_eq!(spec.lease_duration_seconds, Some(1));
     // So the next candidate gets it at its first try.
-    let (b_started, b) = candidate(client().await, &ns.name, "b").await;
+    let (b_started, b) = candidate(cluster.client().await, NS, "b").await;
     tokio::time::timeout(Duration::from_millis(1000), b_started).await.expect("b did not take the released lease").unwrap();
-    assert_eq!(lease(&ns.name, "lock").await.spec.unwrap().lease_transitions, Some(1));
+    assert_eq!(lease(&cluster, "lock").await.spec.unwrap().lease_transitions, Some(1));
     b.abort();
 }
 
 /// The leader loses its connection (a partition): it must give up within
 /// the renew deadline, cancelling its work, before the standby takes over.
 #[tokio::test]
-#[ignore = "needs a running rkube-apiserver (RKUBE_TEST_APISERVER); will use e2e::Cluster once it exists"]
 async fn partitioned_leader_steps_down_before_standby_takes_over() {
-    let ns = TestNamespace::new("lepart").await;
-    let proxy = Proxy::start(&apiserver_url()).await;
+    let cluster = e2e::Cluster::start();
+    let proxy = Proxy::start(&cluster.api.url).await;
     let a_stopped = Arc::new(Mutex::new(None::<u128>));
     let work_dropped = Arc::new(Mutex::new(None::<u128>));
     let (a_tx, a_started) = oneshot::channel();
     let a = tokio::spawn({
         let (a_stopped, work_dropped) = (a_stopped.clone(), work_dropped.clone());
-        let elector = LeaderElector::new(client_for(&proxy.url).await, &ns.name, "lock", "a", fast()).unwrap();
+        let elector = LeaderElector::new(client_for(&proxy.url).await, NS, "lock", "a", fast()).unwrap();
         elector.run(
             move |_| async move {
                 // Records when the work is cancelled (dropped).
@@ -146,7 +145,7 @@ async fn partitioned_leader_steps_down_before_standby_takes_over() {
         )
     });
     tokio::time::timeout(WAIT, a_started).await.unwrap().unwrap();
-    let (b_started, b) = candidate(client().await, &ns.name, "b").await;
+    let (b_started, b) = candidate(cluster.client().await, NS, "b").await;
 
     proxy.cut();
     let outcome = tokio::time::timeout(WAIT, a).await.unwrap().unwrap();
@@ -158,7 +157,8 @@ async fn partitioned_leader_steps_down_before_standby_takes_over() {
     b.abort();
 }
 
-/// Runs as a child process (see below): campaigns as `RKUBE_LE_ID` and, while
+/// Runs as a child process (see below): campaigns as `RKUBE_LE_ID` against
+/// the apiserver at `RKUBE_LE_URL` and, while
 /// leading, prints `ACT <wall ms>` every 20 ms if it may act, `REFUSED` if
 /// its Leadership says no. On losing the lease prints `LOST` and exits 3 —
 /// what a component does.
@@ -166,8 +166,8 @@ async fn partitioned_leader_steps_down_before_standby_takes_over() {
 #[ignore = "helper: run by frozen_leader_notices_lost_lease_before_acting"]
 async fn leader_child_process() {
     let Ok(id) = std::env::var("RKUBE_LE_ID") else { return };
-    let ns = std::env::var("RKUBE_LE_NS").unwrap();
-    let elector = LeaderElector::new(client().await, &ns, "lock", &id, fast()).unwrap();
+    let url = std::env::var("RKUBE_LE_URL").unwrap();
+    let elector = LeaderElector::new(client_for(&url).await, NS, "lock", &id, fast()).unwrap();
     let outcome = elector
         .run(
             |l| async move {
@@ -191,13 +191,12 @@ async fn leader_child_process() {
 /// lease, let the standby take over, SIGCONT → the old leader notices it
 /// lost the lease before it acts again, and exits.
 #[tokio::test]
-#[ignore = "needs a running rkube-apiserver (RKUBE_TEST_APISERVER); will use e2e::Cluster once it exists"]
 async fn frozen_leader_notices_lost_lease_before_acting() {
-    let ns = TestNamespace::new("lestop").await;
+    let cluster = e2e::Cluster::start();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["leader_child_process", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
         .env("RKUBE_LE_ID", "frozen")
-        .env("RKUBE_LE_NS", &ns.name)
+        .env("RKUBE_LE_URL", &cluster.api.url)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -227,7 +226,7 @@ async fn frozen_leader_notices_lost_lease_before_acting() {
     .await
     .expect("child never acted as leader");
 
-    let (b_started, b) = candidate(client().await, &ns.name, "standby").await;
+    let (b_started, b) = candidate(cluster.client().await, NS, "standby").await;
     assert!(Command::new("kill").args(["-STOP", &pid.to_string()]).status().unwrap().success());
     let stopped_at = wall_ms();
     let b_at = tokio::time::timeout(WAIT, b_started).await.expect("standby never took over").unwrap();
@@ -255,7 +254,7 @@ async fn frozen_leader_notices_lost_lease_before_acting() {
         .filter(|l| l.strip_prefix("ACT ").and_then(|t| t.parse::<u128>().ok()).is_some_and(|t| t >= stopped_at))
         .collect();
     assert!(acted.is_empty(), "old leader acted after being frozen (standby led since {b_at}): {acted:?}");
-    let spec = lease(&ns.name, "lock").await.spec.unwrap();
+    let spec = lease(&cluster, "lock").await.spec.unwrap();
     assert_eq!(spec.holder_identity.as_deref(), Some("standby"));
     b.abort();
 }

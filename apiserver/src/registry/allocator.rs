@@ -96,6 +96,19 @@ impl Range {
         }
     }
 
+    /// Would `allocate(Some(offset))` succeed right now? Read-only: lets a
+    /// request be rejected before anything is written.
+    pub async fn check(&self, etcd: &Etcd, offset: u32) -> Result<(), AllocError> {
+        if offset >= self.size || self.reserved.contains(&offset) {
+            return Err(AllocError::OutOfRange);
+        }
+        let (data, _) = self.load(etcd).await?;
+        if get(&data, offset) {
+            return Err(AllocError::InUse);
+        }
+        Ok(())
+    }
+
     pub async fn release(&self, etcd: &Etcd, offset: u32) -> Result<(), AllocError> {
         if offset >= self.size {
             return Ok(());
@@ -201,6 +214,13 @@ impl NodePorts {
             None => None,
         };
         Ok(self.base + self.range.allocate(etcd, offset).await? as u16)
+    }
+
+    pub async fn check(&self, etcd: &Etcd, port: u16) -> Result<(), AllocError> {
+        if port < self.base || port > self.last {
+            return Err(AllocError::OutOfRange);
+        }
+        self.range.check(etcd, (port - self.base) as u32).await
     }
 
     pub async fn release(&self, etcd: &Etcd, port: u16) -> Result<(), AllocError> {

@@ -292,8 +292,17 @@ impl Registry {
             }
         }
         let full_filter = move |o: &CachedObject| name.as_ref().is_none_or(|n| &o.name == n) && filter(o);
-        let (replay, mut live, start_rv) = cache.watch(from, ns.as_deref(), &full_filter)?;
         let (tx, rx) = mpsc::channel(256);
+        let (replay, mut live, start_rv) = match cache.watch(from, ns.as_deref(), &full_filter) {
+            Ok(w) => w,
+            // As upstream: a watch that cannot start from the requested
+            // revision is a 200 stream carrying one ERROR event (410 Expired).
+            Err(e) if e.code == 410 => {
+                let _ = tx.try_send(WatchEvent::Error(e));
+                return Ok(Output::Watch(rx));
+            }
+            Err(e) => return Err(e),
+        };
         let ns = ns.take();
         tokio::spawn(async move {
             let deadline = tokio::time::sleep(timeout);
@@ -301,8 +310,17 @@ impl Registry {
             let mut last_rv = start_rv;
             for ev in replay {
                 last_rv = last_rv.max(ev.object.rv);
-                if tx.send(WatchEvent::Event(ev.kind, ev.object.clone())).await.is_err() {
-                    return;
+                // The initial state is already filtered; replayed history
+                // goes through the same transitions as live events.
+                let out = if from.is_none() {
+                    Some(WatchEvent::Event(ev.kind, ev.object.clone()))
+                } else {
+                    filter_event(&ev, ns.as_deref(), &full_filter)
+                };
+                if let Some(out) = out {
+                    if tx.send(out).await.is_err() {
+                        return;
+                    }
                 }
             }
             let mut ticker = tokio::time::interval(Duration::from_secs(5));

@@ -50,6 +50,28 @@ pub async fn allocate(reg: &Registry, svc: &mut Value, old: Option<&Value>) -> A
 }
 
 async fn allocate_inner(reg: &Registry, svc: &mut Value, old: Option<&Value>, got: &mut Allocated) -> ApiResult<()> {
+    // Check requested NodePorts first, without writing, so that a request
+    // rejected for its ports has not touched the ClusterIP bitmap either.
+    if wants_node_ports(svc) {
+        let kept: Vec<u64> = old
+            .map(|o| o["spec"]["ports"].as_array().into_iter().flatten().filter_map(|p| p["nodePort"].as_u64()).collect())
+            .unwrap_or_default();
+        let n = svc["spec"]["ports"].as_array().map(Vec::len).unwrap_or(0);
+        for i in 0..n {
+            let Some(np) = svc["spec"]["ports"][i]["nodePort"].as_u64().filter(|n| *n != 0 && !kept.contains(n)) else { continue };
+            match reg.ports.check(&reg.etcd, np.min(u16::MAX as u64) as u16).await {
+                Ok(()) => {}
+                Err(AllocError::InUse) => {
+                    return Err(invalid(svc, &format!("spec.ports[{i}].nodePort"), np.to_string(), "provided port is already allocated".into()))
+                }
+                Err(AllocError::OutOfRange) | Err(AllocError::Full) => {
+                    return Err(invalid(svc, &format!("spec.ports[{i}].nodePort"), np.to_string(),
+                        format!("provided port is not in the valid range. The range of valid ports is {}-{}", reg.ports.base, reg.ports.last)))
+                }
+                Err(AllocError::Storage(e)) => return Err(ApiError::unavailable(e)),
+            }
+        }
+    }
     let ty = svc["spec"]["type"].as_str().unwrap_or("ClusterIP").to_string();
     if ty != "ExternalName" && old.is_none() {
         let requested = svc["spec"]["clusterIP"].as_str().unwrap_or("").to_string();

@@ -1,0 +1,223 @@
+//! API semantics beyond kubectl's everyday use: watches (resume, 410,
+//! selector transitions, bookmarks), pagination, graceful deletion,
+//! finalizers, binding, subresources — through the `kube` crate as a second
+//! real client, and raw HTTP where exact wire behaviour matters.
+
+use std::collections::BTreeMap;
+
+use e2e::Cluster;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use serde_json::{json, Value};
+
+const JSON: Option<&str> = Some("application/json");
+
+fn cm(name: &str, labels: &[(&str, &str)]) -> ConfigMap {
+    serde_json::from_value(json!({"metadata": {"name": name, "labels": labels.iter().cloned().collect::<BTreeMap<_, _>>()}, "data": {"k": "v"}})).unwrap()
+}
+
+/// The lines of a watch stream that ends after `timeout` seconds.
+fn watch_lines(c: &Cluster, path: &str) -> Vec<Value> {
+    let r = c.http("GET", path, None, b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.text().lines().filter(|l| !l.is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn summary(events: &[Value]) -> Vec<String> {
+    events.iter().map(|e| format!("{} {}", e["type"].as_str().unwrap(), e["object"]["metadata"]["name"].as_str().unwrap_or(""))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kube_client_create_list_watch_patch_delete() {
+    let c = Cluster::start();
+    let client = c.client().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let a = api.create(&PostParams::default(), &cm("a", &[("app", "x")])).await.unwrap();
+    let rv_after_a = a.metadata.resource_version.clone().unwrap();
+    api.create(&PostParams::default(), &cm("b", &[("app", "y")])).await.unwrap();
+    let list = api.list(&ListParams::default().labels("app=x")).await.unwrap();
+    assert_eq!(list.items.iter().map(|c| c.metadata.name.clone().unwrap()).collect::<Vec<_>>(), ["a"]);
+    // resourceVersion is the etcd revision: a list's is at least every item's.
+    let list_rv: i64 = list.metadata.resource_version.unwrap().parse().unwrap();
+    assert!(list_rv >= rv_after_a.parse::<i64>().unwrap());
+
+    // Watch from a resourceVersion: exactly the changes after it, in order.
+    let mut stream = api.watch(&WatchParams::default().timeout(10), &rv_after_a).await.unwrap().boxed();
+    api.patch("a", &PatchParams::default(), &Patch::Merge(json!({"data": {"k": "v2"}}))).await.unwrap();
+    api.delete("a", &DeleteParams::default()).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        match stream.try_next().await.unwrap().expect("stream ended early") {
+            WatchEvent::Added(o) => got.push(format!("ADDED {}", o.metadata.name.unwrap())),
+            WatchEvent::Modified(o) => got.push(format!("MODIFIED {} {}", o.metadata.name.unwrap(), o.data.unwrap()["k"])),
+            WatchEvent::Deleted(o) => got.push(format!("DELETED {}", o.metadata.name.unwrap())),
+            WatchEvent::Bookmark(_) => {}
+            WatchEvent::Error(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(got, ["ADDED b", "MODIFIED a v2", "DELETED a"]);
+    assert!(api.get_opt("a").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_semantics() {
+    let c = Cluster::start();
+    let post = |name: &str, app: &str| {
+        let r = c.http("POST", "/api/v1/namespaces/default/configmaps", JSON, serde_json::to_vec(&cm(name, &[("app", app)])).unwrap().as_slice());
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.json()["metadata"]["resourceVersion"].as_str().unwrap().to_string()
+    };
+    let rv0 = post("w", "a");
+    post("w2", "a");
+    // A second apiserver on the same etcd starts its watch cache now: a
+    // revision from before that is older than its window reaches, so it
+    // answers 200 with one ERROR event (410 Expired), as upstream does.
+    let second = e2e::ApiServer::start(&c.etcd, c.dir.path(), &[]);
+    let r = e2e::http(&second.url, "GET", &format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv0}&timeoutSeconds=2"), None, b"");
+    let ev: Vec<Value> = r.text().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!((ev[0]["type"].as_str(), ev[0]["object"]["code"].as_u64(), ev[0]["object"]["reason"].as_str()), (Some("ERROR"), Some(410), Some("Expired")));
+    assert!(ev[0]["object"]["message"].as_str().unwrap().starts_with(&format!("too old resource version: {rv0} (")));
+    drop(second);
+
+    // Selector transitions: leaving the selection is DELETED, entering it ADDED.
+    let patch = |app: &str| {
+        let r = c.http("PATCH", "/api/v1/namespaces/default/configmaps/w", Some("application/merge-patch+json"), json!({"metadata": {"labels": {"app": app}}}).to_string().as_bytes());
+        assert_eq!(r.status, 200);
+    };
+    patch("b");
+    patch("a");
+    post("other", "b");
+    let ev = watch_lines(&c, &format!("/api/v1/namespaces/default/configmaps?watch=true&labelSelector=app%3Da&resourceVersion={rv0}&timeoutSeconds=2"));
+    assert_eq!(summary(&ev), ["ADDED w2", "DELETED w", "ADDED w"]);
+
+    // kubectl's single-object watch: rv=0 + name selector starts with the object.
+    let ev = watch_lines(&c, "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=0&fieldSelector=metadata.name%3Dw&timeoutSeconds=1");
+    assert_eq!(summary(&ev), ["ADDED w"]);
+
+    // Bookmarks, when asked for: only metadata.resourceVersion set.
+    let ev = watch_lines(&c, &format!("/api/v1/namespaces/default/configmaps?watch=true&allowWatchBookmarks=true&resourceVersion={rv0}&timeoutSeconds=7"));
+    let bm = ev.iter().find(|e| e["type"] == "BOOKMARK").expect("a bookmark within 7s");
+    assert_eq!(bm["object"]["kind"], "ConfigMap");
+    assert!(bm["object"]["metadata"]["resourceVersion"].as_str().unwrap().parse::<i64>().unwrap() >= rv0.parse::<i64>().unwrap());
+    assert_eq!(bm["object"]["metadata"].as_object().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pagination_with_limit_and_continue() {
+    let c = Cluster::start();
+    for i in 0..5 {
+        let r = c.http("POST", "/api/v1/namespaces/default/configmaps", JSON, serde_json::to_vec(&cm(&format!("p{i}"), &[])).unwrap().as_slice());
+        assert_eq!(r.status, 201);
+    }
+    let mut names = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let path = format!("/api/v1/namespaces/default/configmaps?limit=2{}", if token.is_empty() { String::new() } else { format!("&continue={token}") });
+        let l = c.http("GET", &path, None, b"").json();
+        assert!(l["items"].as_array().unwrap().len() <= 2);
+        names.extend(l["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()));
+        pages += 1;
+        match l["metadata"]["continue"].as_str() {
+            Some(t) if !t.is_empty() => token = t.to_string(),
+            _ => break,
+        }
+    }
+    assert_eq!(names, ["p0", "p1", "p2", "p3", "p4"]);
+    assert_eq!(pages, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pods_binding_status_and_graceful_deletion() {
+    let c = Cluster::start();
+    let client = c.client().await;
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})).unwrap();
+    let created = pods.create(&PostParams::default(), &pod).await.unwrap();
+    // Defaults as Kubernetes sets them.
+    let spec = created.spec.as_ref().unwrap();
+    assert_eq!(spec.restart_policy.as_deref(), Some("Always"));
+    assert_eq!(spec.scheduler_name.as_deref(), Some("default-scheduler"));
+    assert_eq!(spec.containers[0].image_pull_policy.as_deref(), Some("Always"));
+    assert_eq!(created.status.as_ref().unwrap().phase.as_deref(), Some("Pending"));
+    assert_eq!(created.status.as_ref().unwrap().qos_class.as_deref(), Some("BestEffort"));
+
+    // Binding: once.
+    let bind = |node: &str| json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"kind": "Node", "name": node}}).to_string();
+    let r = c.http("POST", "/api/v1/namespaces/default/pods/p/binding", JSON, bind("n1").as_bytes());
+    assert_eq!(r.status, 201, "{}", r.text());
+    let bound = pods.get("p").await.unwrap();
+    assert_eq!(bound.spec.as_ref().unwrap().node_name.as_deref(), Some("n1"));
+    let cond = bound.status.as_ref().unwrap().conditions.as_ref().unwrap().iter().find(|c| c.type_ == "PodScheduled").unwrap().clone();
+    assert_eq!(cond.status, "True");
+    let r = c.http("POST", "/api/v1/namespaces/default/pods/p/binding", JSON, bind("n2").as_bytes());
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.json()["message"].as_str().unwrap().contains("is already assigned to node \"n1\""));
+
+    // Status subresource changes only status; the main resource ignores status.
+    let r = c.http("PATCH", "/api/v1/namespaces/default/pods/p/status", Some("application/merge-patch+json"),
+        json!({"status": {"phase": "Running"}, "spec": {"nodeName": "elsewhere"}}).to_string().as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let p = pods.get("p").await.unwrap();
+    assert_eq!(p.status.as_ref().unwrap().phase.as_deref(), Some("Running"));
+    assert_eq!(p.spec.as_ref().unwrap().node_name.as_deref(), Some("n1"));
+    let r = c.http("PATCH", "/api/v1/namespaces/default/pods/p", Some("application/merge-patch+json"),
+        json!({"status": {"phase": "Failed"}, "metadata": {"labels": {"x": "1"}}}).to_string().as_bytes());
+    assert_eq!(r.status, 200);
+    let p = pods.get("p").await.unwrap();
+    assert_eq!(p.status.as_ref().unwrap().phase.as_deref(), Some("Running"));
+    assert_eq!(p.metadata.labels.unwrap()["x"], "1");
+
+    // A pod on a node is deleted gracefully: it stays, marked, until grace 0.
+    pods.delete("p", &DeleteParams::default()).await.unwrap();
+    let p = pods.get("p").await.unwrap();
+    assert!(p.metadata.deletion_timestamp.is_some());
+    assert_eq!(p.metadata.deletion_grace_period_seconds, Some(30));
+    pods.delete("p", &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await.unwrap();
+    assert!(pods.get_opt("p").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn finalizers_propagation_namespaces_and_scale() {
+    let c = Cluster::start();
+    let client = c.client().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    cms.create(&PostParams::default(), &cm("f", &[])).await.unwrap();
+    // Foreground deletion is recorded as a finalizer for the garbage collector.
+    cms.delete("f", &DeleteParams::foreground()).await.unwrap();
+    let f = cms.get("f").await.unwrap();
+    assert!(f.metadata.deletion_timestamp.is_some());
+    assert_eq!(f.metadata.finalizers.as_deref(), Some(&["foregroundDeletion".to_string()][..]));
+    // Removing the last finalizer lets it go.
+    cms.patch("f", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(cms.get_opt("f").await.unwrap().is_none());
+
+    // Namespace deletion: Terminating, and no new content.
+    let r = c.http("POST", "/api/v1/namespaces", JSON, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gone"}}).to_string().as_bytes());
+    assert_eq!(r.status, 201);
+    let r = c.http("DELETE", "/api/v1/namespaces/gone", None, b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["status"]["phase"], "Terminating");
+    let r = c.http("POST", "/api/v1/namespaces/gone/configmaps", JSON, serde_json::to_vec(&cm("x", &[])).unwrap().as_slice());
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.json()["message"].as_str().unwrap().contains("unable to create new content in namespace gone because it is being terminated"));
+    // The namespace controller's last step: finalize empties spec.finalizers and it disappears.
+    let r = c.http("PUT", "/api/v1/namespaces/gone/finalize", JSON,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gone"}, "spec": {"finalizers": []}}).to_string().as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(c.http("GET", "/api/v1/namespaces/gone", None, b"").status, 404);
+
+    // Scale subresource.
+    let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"selector": {"matchLabels": {"a": "b"}},
+        "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i:1"}]}}}});
+    assert_eq!(c.http("POST", "/apis/apps/v1/namespaces/default/deployments", JSON, d.to_string().as_bytes()).status, 201);
+    let s = c.http("GET", "/apis/apps/v1/namespaces/default/deployments/d/scale", None, b"").json();
+    assert_eq!((s["kind"].as_str(), s["apiVersion"].as_str(), s["spec"]["replicas"].as_i64(), s["status"]["selector"].as_str()),
+        (Some("Scale"), Some("autoscaling/v1"), Some(1), Some("a=b")));
+    let r = c.http("PATCH", "/apis/apps/v1/namespaces/default/deployments/d/scale", Some("application/merge-patch+json"), br#"{"spec":{"replicas":4}}"#);
+    assert_eq!((r.status, r.json()["spec"]["replicas"].as_i64()), (200, Some(4)));
+    let d = c.http("GET", "/apis/apps/v1/namespaces/default/deployments/d", None, b"").json();
+    assert_eq!((d["spec"]["replicas"].as_i64(), d["metadata"]["generation"].as_i64()), (Some(4), Some(2)));
+}

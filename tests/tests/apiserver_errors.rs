@@ -1,0 +1,141 @@
+//! Bad input gets the Kubernetes `Status` with the right code and reason —
+//! and writes nothing: etcd holds exactly the same keys, at the same
+//! revisions, before and after a batch of rejected requests.
+
+use e2e::Cluster;
+use serde_json::{json, Value};
+
+const JSON: Option<&str> = Some("application/json");
+
+struct Case {
+    method: &'static str,
+    path: &'static str,
+    content_type: Option<&'static str>,
+    body: Vec<u8>,
+    code: u16,
+    reason: &'static str,
+    /// A fragment the message must contain.
+    message: &'static str,
+}
+
+fn case(method: &'static str, path: &'static str, body: impl Into<Vec<u8>>, code: u16, reason: &'static str, message: &'static str) -> Case {
+    Case { method, path, content_type: JSON, body: body.into(), code, reason, message }
+}
+
+fn pod(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}})
+}
+
+fn check(c: &Cluster, case: &Case) {
+    let r = c.http(case.method, case.path, case.content_type, &case.body);
+    let s = r.json();
+    assert_eq!(
+        (r.status, s["kind"].as_str(), s["reason"].as_str(), s["code"].as_u64()),
+        (case.code, Some("Status"), Some(case.reason), Some(case.code as u64)),
+        "{} {}: {}",
+        case.method,
+        case.path,
+        r.text()
+    );
+    let msg = s["message"].as_str().unwrap_or("");
+    assert!(msg.contains(case.message), "{} {}: message {msg:?} lacks {:?}", case.method, case.path, case.message);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rejected_requests_write_nothing() {
+    let c = Cluster::start();
+    // Something to conflict with.
+    let created = c.http("POST", "/api/v1/namespaces/default/pods", JSON, pod("existing").to_string().as_bytes());
+    assert_eq!(created.status, 201, "{}", created.text());
+    let rv = created.json()["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "taken"},
+        "spec": {"type": "NodePort", "clusterIP": "10.96.0.50", "ports": [{"port": 80, "nodePort": 30050}]}});
+    assert_eq!(c.http("POST", "/api/v1/namespaces/default/services", JSON, svc.to_string().as_bytes()).status, 201);
+
+    let before = c.etcd.keys().await;
+    let mut stale = pod("existing");
+    stale["metadata"]["resourceVersion"] = json!((rv.parse::<i64>().unwrap() - 1).to_string());
+    let mut big = pod("big");
+    big["metadata"]["annotations"] = json!({"x": "y".repeat(3 * 1024 * 1024 + 10)});
+    let mut unknown = pod("unknown");
+    unknown["spec"]["containers"][0]["imagePullPolicie"] = json!("Always");
+    let cases = vec![
+        case("POST", "/api/v1/namespaces/default/pods", "{not json", 400, "BadRequest", "json parse error"),
+        case("POST", "/api/v1/namespaces/default/pods", pod("x").to_string().replace("\"v1\"", "\"apps/v1\""), 400, "BadRequest",
+            "the API version in the data (apps/v1) does not match the expected API version (v1)"),
+        case("POST", "/api/v1/namespaces/default/pods", pod("x").to_string().replace("\"Pod\"", "\"Service\""), 400, "BadRequest",
+            "does not match the expected kind (Pod)"),
+        case("PUT", "/api/v1/namespaces/default/pods/other", pod("existing").to_string(), 400, "BadRequest",
+            "the name of the object (existing) does not match the name on the URL (other)"),
+        case("POST", "/api/v1/namespaces/default/pods?fieldValidation=Strict", unknown.to_string(), 400, "BadRequest",
+            "strict decoding error: unknown field \"spec.containers[0].imagePullPolicie\""),
+        case("POST", "/api/v1/namespaces/default/pods", json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"replicas": "three"}}).to_string(), 400, "BadRequest", "apps/v1"),
+        case("GET", "/api/v1/namespaces/default/pods/nope", "", 404, "NotFound", "pods \"nope\" not found"),
+        case("GET", "/apis/apps/v1/namespaces/default/deployments/nope", "", 404, "NotFound", "deployments.apps \"nope\" not found"),
+        case("GET", "/api/v1/widgets", "", 404, "NotFound", "could not find the requested resource"),
+        case("PUT", "/api/v1/namespaces/default/pods", pod("x").to_string(), 405, "MethodNotAllowed", "does not allow this method"),
+        case("POST", "/api/v1/namespaces/default/pods", pod("existing").to_string(), 409, "AlreadyExists", "pods \"existing\" already exists"),
+        case("PUT", "/api/v1/namespaces/default/pods/existing", stale.to_string(), 409, "Conflict",
+            "Operation cannot be fulfilled on pods \"existing\": the object has been modified"),
+        case("POST", "/api/v1/namespaces/default/pods", big.to_string(), 413, "RequestEntityTooLarge", "Request entity too large"),
+        Case { content_type: Some("text/plain"), ..case("POST", "/api/v1/namespaces/default/pods", "hello", 415, "UnsupportedMediaType", "text/plain") },
+        case("POST", "/api/v1/namespaces/default/pods", json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "Bad_Name"},
+            "spec": {"containers": []}}).to_string(), 422, "Invalid", "Pod \"Bad_Name\" is invalid: [metadata.name: Invalid value: \"Bad_Name\""),
+        case("POST", "/api/v1/namespaces/default/pods", json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "q"},
+            "spec": {"containers": [{"name": "c", "image": "i", "resources": {"requests": {"cpu": "lots"}}}]}}).to_string(), 422, "Invalid",
+            "spec.containers[0].resources.requests[cpu]: Invalid value: \"lots\""),
+        case("POST", "/api/v1/namespaces/nowhere/pods", pod("x").to_string(), 404, "NotFound", "namespaces \"nowhere\" not found"),
+        case("POST", "/api/v1/namespaces/default/services", json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "dup-ip"},
+            "spec": {"clusterIP": "10.96.0.50", "ports": [{"port": 80}]}}).to_string(), 422, "Invalid", "provided IP is already allocated"),
+        case("POST", "/api/v1/namespaces/default/services", json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "dup-port"},
+            "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30050}]}}).to_string(), 422, "Invalid", "provided port is already allocated"),
+        case("POST", "/api/v1/namespaces/default/services", json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "far-port"},
+            "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 80}]}}).to_string(), 422, "Invalid", "not in the valid range"),
+        case("DELETE", "/api/v1/namespaces/kube-system", "", 403, "Forbidden", "namespaces \"kube-system\" is forbidden: this namespace may not be deleted"),
+        case("DELETE", "/api/v1/namespaces/default/pods/existing", json!({"preconditions": {"uid": "not-the-uid"}}).to_string(), 409, "Conflict",
+            "Precondition failed: UID in precondition: not-the-uid"),
+        case("GET", "/api/v1/namespaces/default/pods?labelSelector=a%20in%20b", "", 400, "BadRequest", "unable to parse requirement"),
+        case("GET", "/api/v1/namespaces/default/pods?fieldSelector=spec.magic%3Dx", "", 400, "BadRequest", "field label not supported: spec.magic"),
+        case("GET", "/api/v1/namespaces/default/pods?watch=true&sendInitialEvents=true", "", 400, "BadRequest", "sendInitialEvents"),
+        case("GET", "/api/v1/namespaces/default/pods?limit=abc", "", 400, "BadRequest", "invalid limit"),
+        case("GET", "/api/v1/namespaces/default/pods?limit=1&continue=garbage", "", 400, "BadRequest", "continue key is not valid"),
+        Case { content_type: Some("application/strategic-merge-patch+json"),
+            ..case("PATCH", "/api/v1/namespaces/default/pods/existing", "[]", 400, "BadRequest", "strategic merge patch must be a JSON object") },
+        case("PATCH", "/api/v1/namespaces/default/pods/existing", "{}", 415, "UnsupportedMediaType", "application/json"),
+        Case { content_type: Some("application/json-patch+json"),
+            ..case("PATCH", "/api/v1/namespaces/default/pods/existing", r#"[{"op":"remove","path":"/nope"}]"#, 422, "Invalid", "") },
+        Case { content_type: Some("application/merge-patch+json"),
+            ..case("PATCH", "/api/v1/namespaces/default/pods/existing", r#"{"spec":{"containers":[{"name":"c","image":"i","ports":[{"containerPort":99999}]}]}}"#,
+                422, "Invalid", "containerPort") },
+        case("POST", "/api/v1/namespaces/default/pods/existing/binding", json!({"apiVersion": "v1", "kind": "Binding",
+            "metadata": {"name": "existing"}, "target": {}}).to_string(), 422, "Invalid", "target.name: Required value"),
+    ];
+    for case in &cases {
+        check(&c, case);
+        if std::env::var("DEBUG_KEYS").is_ok() {
+            eprintln!("{} {} -> {:?}", case.method, case.path, c.etcd.keys().await.iter().map(|k| k.1).max());
+        }
+    }
+    // Pod spec updates other than images are forbidden.
+    let r = c.http("GET", "/api/v1/namespaces/default/pods/existing", None, b"");
+    let mut p = r.json();
+    p["spec"]["restartPolicy"] = json!("Never");
+    check(&c, &case("PUT", "/api/v1/namespaces/default/pods/existing", p.to_string(), 422, "Invalid", "pod updates may not change fields"));
+
+    let after = c.etcd.keys().await;
+    assert_eq!(before, after, "rejected requests changed etcd");
+}
+
+#[test]
+fn no_etcd_gives_a_clear_error() {
+    let port = e2e::free_port();
+    let out = std::process::Command::new(e2e::bin("rkube-apiserver"))
+        .args([&format!("--etcd-servers=http://127.0.0.1:{port}"), "--insecure-port=0", "--etcd-connect-timeout=2s"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot reach etcd at http://127.0.0.1:"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
