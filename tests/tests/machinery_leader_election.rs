@@ -203,7 +203,8 @@ async fn frozen_leader_notices_lost_lease_before_acting() {
     struct Kill(u32);
     impl Drop for Kill {
         fn drop(&mut self) {
-            let _ = Command::new("kill").args(["-KILL", &self.0.to_string()]).status();
+            // Usually already exited; then this is a harmless no-op.
+            let _ = Command::new("kill").args(["-KILL", &self.0.to_string()]).stderr(Stdio::null()).status();
         }
     }
     let pid = child.id();
