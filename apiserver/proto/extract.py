@@ -24,12 +24,18 @@ build: its outputs are committed.
    (the option stays in the descriptor as an unknown field), so the set is
    self-contained.
 
-2. required-fields.txt: "<proto message> <field>" for every field that the
-   Kubernetes OpenAPI schema lists as required, taken from the k8s-openapi
-   0.25 crate's v1_32 sources (its schemars impls carry upstream's `required`
-   lists). Required fields have no `omitempty` in their Go json tag, so
-   encoding/json writes them even when zero (`"containerPort": 0`,
-   `"allowed": false`).
+2. json-fields.txt: what encoding/json does that the schema does not say.
+   - `required M F`: scalar JSON field F of message M has no `omitempty` in
+     its Go json tag, so encoding/json writes it even when zero
+     (`"containerPort": 0`, `"allowed": false`, `"reportingComponent": ""`).
+     Decided by the struct tags in the same kubectl binary (Go keeps every
+     struct tag as a string) where the (wire type, number, name) of the
+     protobuf tag is unambiguous, else by the OpenAPI `required` list of the
+     k8s-openapi 0.25 crate's v1_32 sources (required implies no omitempty).
+   - `inline M F`: protobuf field F of M is an embedded Go struct
+     (`VolumeSource `json:",inline"``) whose fields JSON flattens into M.
+   Fields whose protobuf name differs from the JSON name (`aPIGroup` vs
+   `apiGroup`) get the JSON name in the descriptor's own `json_name`.
 """
 import os
 import re
@@ -79,9 +85,8 @@ def main():
         go_package = fd.options.go_package
         fd.options.Clear()
         fd.options.go_package = go_package
-    fds = descriptor_pb2.FileDescriptorSet()
     # Dependencies first (protoc's order), so any reader can load in one pass.
-    done = set()
+    done, order = set(), []
 
     def add(name):
         if name in done:
@@ -89,7 +94,7 @@ def main():
         for d in files[name].dependency:
             add(d)
         done.add(name)
-        fds.file.append(files[name])
+        order.append(name)
 
     for name in sorted(files):
         add(name)
@@ -110,35 +115,72 @@ def main():
             rq = re.search(r"required: \[(.*?)\]\.into\(\)", text, re.S)
             required[message] = re.findall(r'"([A-Za-z0-9_]+)"\.into\(\)', rq.group(1)) if rq else []
 
+    tags = go_json_tags(binary)
     lines = []
     for fd in files.values():
         for m in fd.message_type:
             message = f"{fd.package}.{m.name}"
-            if message not in properties:
-                continue
-            props = properties[message]
+            props = properties.get(message)
             for field in m.field:
-                if field.name in props:
-                    continue
-                same = [p for p in props if p.lower() == field.name.lower()]
-                if len(same) == 1:
-                    # e.g. proto `aPIGroup`, JSON `apiGroup`: the JSON name goes
-                    # where protobuf keeps it, FieldDescriptorProto.json_name.
-                    field.json_name = same[0]
-                elif field.type == field.TYPE_MESSAGE and message_has_go_name(field, field.type_name.rsplit(".", 1)[1]):
-                    # An embedded Go struct (`VolumeSource `json:",inline"``):
-                    # protobuf nests it, JSON flattens it into the parent.
-                    lines.append(f"inline {message} {field.name}")
-            for name in required[message]:
-                lines.append(f"required {message} {name}")
+                if props is not None and field.name not in props:
+                    same = [p for p in props if p.lower() == field.name.lower()]
+                    if len(same) == 1:
+                        # e.g. proto `aPIGroup`, JSON `apiGroup`: the JSON name goes
+                        # where protobuf keeps it, FieldDescriptorProto.json_name.
+                        field.json_name = same[0]
+                    elif field.type == field.TYPE_MESSAGE and message_has_go_name(field, field.type_name.rsplit(".", 1)[1]):
+                        # An embedded Go struct (`VolumeSource `json:",inline"``):
+                        # protobuf nests it, JSON flattens it into the parent.
+                        lines.append(f"inline {message} {field.name}")
+                # Only scalars can be "empty" and still written: structs are
+                # always written, lists/maps/[]byte are left out when empty.
+                scalar = field.type not in (field.TYPE_MESSAGE, field.TYPE_BYTES) and field.label != field.LABEL_REPEATED
+                if scalar and writes_zero(tags, field, required.get(message, [])):
+                    lines.append(f"required {message} {field.json_name}")
+    # Built only now: FileDescriptorSet.file.extend copies, and the json_name
+    # edits above must be in it.
+    fds = descriptor_pb2.FileDescriptorSet()
+    fds.file.extend(files[n] for n in order)
     with open(os.path.join(here, "k8s-v1.32.binpb"), "wb") as f:
         f.write(fds.SerializeToString(deterministic=True))
     with open(os.path.join(here, "json-fields.txt"), "w") as f:
-        f.write("# Generated by extract.py (Kubernetes v1.32 via k8s-openapi 0.25). Read by src/protobuf.rs.\n")
+        f.write("# Generated by extract.py from kubectl v1.32 and k8s-openapi 0.25 (v1_32). Read by src/protobuf.rs.\n")
         f.write("# required M F: JSON field F of message M has no `omitempty`: written even when zero.\n")
         f.write("# inline M F: protobuf field F of M is an embedded Go struct whose fields JSON flattens into M.\n")
         f.write("\n".join(sorted(set(lines))) + "\n")
     print(f"{len(fds.file)} files, {len(lines)} json-fields lines")
+
+
+WIRE = {"TYPE_DOUBLE": "fixed64", "TYPE_FLOAT": "fixed32", "TYPE_STRING": "bytes", "TYPE_BYTES": "bytes",
+        "TYPE_MESSAGE": "bytes"}
+
+
+def go_json_tags(binary):
+    """The Go struct tags in the binary that carry both a json and a protobuf
+    key, as {(wire, number, proto name): {json tag has omitempty}}. Go's type
+    data keeps every struct tag as a string, but not which struct it is on, so
+    a key can be ambiguous (`name`, field 1, is `json:"name"` on Container and
+    `json:"name,omitempty"` on ContainerPort)."""
+    data = open(binary, "rb").read()
+    found = {}
+    for j, p in re.findall(rb'json:"([^"]*)"(?: [A-Za-z]+:"[^"]*")*? protobuf:"([^"]*)"', data):
+        parts = p.decode().split(",")
+        name = next((x[5:] for x in parts if x.startswith("name=")), None)
+        if name is None or len(parts) < 2:
+            continue
+        found.setdefault((parts[0], parts[1], name), set()).add("omitempty" in j.decode().split(",")[1:])
+    return found
+
+
+def writes_zero(tags, field, required):
+    """Whether encoding/json writes this field when it holds its zero value.
+    The struct tag decides when it is unambiguous; otherwise the OpenAPI
+    `required` list (required implies no omitempty) does."""
+    type_name = descriptor_pb2.FieldDescriptorProto.Type.Name(field.type)
+    omitempty = tags.get((WIRE.get(type_name, "varint"), str(field.number), field.name), set())
+    if len(omitempty) == 1:
+        return not next(iter(omitempty))
+    return field.json_name in required
 
 
 def message_has_go_name(field, type_name):

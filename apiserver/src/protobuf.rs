@@ -200,8 +200,10 @@ impl Schema {
             .or_else(|| self.pool.get_message_by_name(&name(META)))
     }
 
-    /// Whether encoding/json writes this field when it holds its zero value:
-    /// a Go pointer (non-nil, since it is on the wire) or a required field.
+    /// Whether the Go field is a value rather than a pointer
+    /// (`(gogoproto.nullable) = false`). A value field is always on the wire,
+    /// so being there says nothing; a pointer is there only when non-nil,
+    /// and encoding/json then writes it even if it points at a zero.
     fn is_go_value(&self, f: &FieldDescriptor) -> bool {
         self.go_values.contains(f.full_name())
     }
@@ -544,5 +546,170 @@ mod tests {
                 "status": {"allowed": false}
             }),
         );
+    }
+
+    /// A body as client-go builds it: `object` (protobuf text format) is
+    /// encoded as the `apiVersion`/`kind` message and wrapped in runtime.Unknown.
+    fn body(api_version: &str, kind: &str, object: &str) -> Vec<u8> {
+        use prost_reflect::prost::Message;
+        let s = schema();
+        let desc = s.message_for(api_version, kind).expect("known kind");
+        let raw = DynamicMessage::parse_text_format(desc, object).expect("valid text format").encode_to_vec();
+        let text = format!(
+            "typeMeta {{ apiVersion: {api_version:?} kind: {kind:?} }} raw: \"{}\" contentEncoding: \"\" contentType: \"\"",
+            raw.iter().map(|b| format!("\\{b:03o}")).collect::<String>()
+        );
+        let mut out = MAGIC.to_vec();
+        out.extend(DynamicMessage::parse_text_format(s.unknown.clone(), &text).unwrap().encode_to_vec());
+        out
+    }
+
+    fn check_built(api_version: &str, kind: &str, object: &str, expected: Value) {
+        let got = decode(&body(api_version, kind, object)).unwrap_or_else(|e| panic!("{kind}: {e}"));
+        assert_eq!(got, expected, "{kind}:\n got {got:#}\nwant {expected:#}");
+    }
+
+    #[test]
+    fn special_types_come_out_as_kubernetes_json() {
+        // Time and MicroTime; pointer fields that hold zero values are kept.
+        check_built(
+            "coordination.k8s.io/v1",
+            "Lease",
+            r#"metadata { name: "l" namespace: "kube-system" creationTimestamp { seconds: 1767225600 nanos: 999 } }
+               spec { holderIdentity: "" leaseDurationSeconds: 0
+                      acquireTime { seconds: 1767225600 nanos: 123456789 } renewTime { seconds: 1767225661 } }"#,
+            json!({"kind": "Lease", "apiVersion": "coordination.k8s.io/v1",
+                   "metadata": {"name": "l", "namespace": "kube-system", "creationTimestamp": "2026-01-01T00:00:00Z"},
+                   "spec": {"holderIdentity": "", "leaseDurationSeconds": 0,
+                            "acquireTime": "2026-01-01T00:00:00.123456Z", "renewTime": "2026-01-01T00:01:01.000000Z"}}),
+        );
+        // Zero times are null; zero non-pointer scalars are omitted unless
+        // their json tag has no omitempty (reportingComponent).
+        check_built(
+            "v1",
+            "Event",
+            r#"metadata { name: "e" creationTimestamp {} } involvedObject { kind: "Pod" name: "p" }
+               reason: "Started" count: 0 firstTimestamp {} lastTimestamp { seconds: 1767225600 } eventTime {}
+               reportingComponent: "" reportingInstance: """#,
+            json!({"kind": "Event", "apiVersion": "v1", "metadata": {"name": "e", "creationTimestamp": null},
+                   "involvedObject": {"kind": "Pod", "name": "p"}, "reason": "Started",
+                   "firstTimestamp": null, "lastTimestamp": "2026-01-01T00:00:00Z", "eventTime": null,
+                   "reportingComponent": "", "reportingInstance": ""}),
+        );
+        // Embedded structs are flattened (Volume.volumeSource, Probe.handler),
+        // IntOrString in both forms, required zeros kept (containerPort),
+        // false pointer kept (runAsNonRoot), false value omitted (hostNetwork).
+        check_built(
+            "v1",
+            "Pod",
+            r#"metadata { name: "p" }
+               spec { hostNetwork: false
+                 volumes { name: "scratch" volumeSource { emptyDir { medium: "Memory" sizeLimit { string: "64Mi" } } } }
+                 containers { name: "c" image: "busybox:1" ports { containerPort: 0 hostPort: 0 }
+                   readinessProbe { handler { httpGet { path: "/healthz" port { type: 1 strVal: "http" } } } periodSeconds: 5 }
+                   livenessProbe { handler { tcpSocket { port { type: 0 intVal: 8080 } } } }
+                   securityContext { runAsNonRoot: false }
+                   resources { limits { key: "cpu" value { string: "500m" } } } } }"#,
+            json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "p"},
+                   "spec": {
+                     "volumes": [{"name": "scratch", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}],
+                     "containers": [{"name": "c", "image": "busybox:1", "ports": [{"containerPort": 0}],
+                       "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 5},
+                       "livenessProbe": {"tcpSocket": {"port": 8080}},
+                       "securityContext": {"runAsNonRoot": false},
+                       "resources": {"limits": {"cpu": "500m"}}}]}}),
+        );
+        // RawExtension and FieldsV1 hold JSON; int64 is a number.
+        check_built(
+            "apps/v1",
+            "ControllerRevision",
+            r#"metadata { name: "r" generation: 9007199254740993
+                 managedFields { manager: "kubectl" operation: "Update" fieldsType: "FieldsV1"
+                                 fieldsV1 { Raw: "{\"f:data\":{}}" } time { seconds: 1767225600 } } }
+               data { raw: "{\"spec\":{\"replicas\":2}}" } revision: 2"#,
+            json!({"kind": "ControllerRevision", "apiVersion": "apps/v1",
+                   "metadata": {"name": "r", "generation": 9007199254740993_i64,
+                     "managedFields": [{"manager": "kubectl", "operation": "Update", "fieldsType": "FieldsV1",
+                                        "fieldsV1": {"f:data": {}}, "time": "2026-01-01T00:00:00Z"}]},
+                   "data": {"spec": {"replicas": 2}}, "revision": 2}),
+        );
+        // Named slices (ExtraValue) are bare lists; required bool kept.
+        check_built(
+            "authorization.k8s.io/v1",
+            "SubjectAccessReview",
+            r#"spec { user: "alice" groups: "dev" extra { key: "scopes" value { items: "a" items: "b" } }
+                      nonResourceAttributes { path: "/healthz" verb: "get" } }
+               status { allowed: false }"#,
+            json!({"kind": "SubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
+                   "spec": {"user": "alice", "groups": ["dev"], "extra": {"scopes": ["a", "b"]},
+                            "nonResourceAttributes": {"path": "/healthz", "verb": "get"}},
+                   "status": {"allowed": false}}),
+        );
+        // Proto field names that differ from the JSON name (aPIGroup).
+        check_built(
+            "networking.k8s.io/v1",
+            "IngressClass",
+            r#"metadata { name: "nginx" } spec { controller: "x/y" parameters { aPIGroup: "k8s.example" kind: "P" name: "n" } }"#,
+            json!({"kind": "IngressClass", "apiVersion": "networking.k8s.io/v1", "metadata": {"name": "nginx"},
+                   "spec": {"controller": "x/y", "parameters": {"apiGroup": "k8s.example", "kind": "P", "name": "n"}}}),
+        );
+        // Kinds shared by every group version resolve to meta/v1.
+        check_built(
+            "apps/v1",
+            "DeleteOptions",
+            r#"gracePeriodSeconds: 0 propagationPolicy: "Foreground" dryRun: "All""#,
+            json!({"kind": "DeleteOptions", "apiVersion": "apps/v1", "gracePeriodSeconds": 0,
+                   "propagationPolicy": "Foreground", "dryRun": ["All"]}),
+        );
+    }
+
+    #[test]
+    fn go_duration_strings() {
+        fn check(nanos: i64, expected: &str) {
+            assert_eq!(go_duration(nanos), expected, "{nanos}ns");
+        }
+        check(0, "0s");
+        check(1, "1ns");
+        check(1_500, "1.5µs");
+        check(1_500_000, "1.5ms");
+        check(1_000_000_000, "1s");
+        check(90_000_000_000, "1m30s");
+        check(3_600_000_000_000, "1h0m0s");
+        check(3_723_500_000_000, "1h2m3.5s");
+        check(-2_500_000_000, "-2.5s");
+    }
+
+    #[test]
+    fn bad_bodies_are_errors_not_panics() {
+        fn check(input: &[u8], expected_error: &str) {
+            let err = decode(input).expect_err(&format!("{input:?} decoded"));
+            assert!(err.contains(expected_error), "{input:?}: error {err:?} does not mention {expected_error:?}");
+        }
+        check(b"", "magic");
+        check(br#"{"kind":"Namespace","apiVersion":"v1"}"#, "magic");
+        check(b"k8s\x01\x0a\x00", "magic");
+        check(b"k8s\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", "cannot decode protobuf envelope");
+        check(b"k8s\x00\x0a\x05\x0a\x02v1", "cannot decode protobuf envelope");
+        check(b"k8s\x00", "no apiVersion/kind");
+        check(&body("v1", "Namespace", r#"metadata { name: "x" }"#)[..20], "cannot decode");
+        let ns = fixture("namespace", "pb");
+        check(&ns[..ns.len() - 1], "cannot decode");
+        // An envelope naming a kind we have no schema for.
+        let mut unknown_kind = ns.clone();
+        let at = unknown_kind.windows(9).position(|w| w == b"Namespace").unwrap();
+        unknown_kind[at..at + 9].copy_from_slice(b"Nonexists");
+        check(&unknown_kind, "no protobuf schema for v1, Kind=Nonexists");
+        // IntOrString with a type Go does not know.
+        check(
+            &body("v1", "Service", r#"spec { ports { port: 80 targetPort { type: 7 } } }"#),
+            "IntOrString has unknown type 7",
+        );
+        // Every prefix of every fixture: an answer, never a panic.
+        for name in ["namespace", "deployment", "service-nodeport", "selfsubjectaccessreview"] {
+            let full = fixture(name, "pb");
+            for n in 0..full.len() {
+                let _ = decode(&full[..n]);
+            }
+        }
     }
 }
