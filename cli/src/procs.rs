@@ -1,0 +1,93 @@
+//! Starting the real processes the launcher and benchmarks need: etcd and
+//! the rkube binaries (found next to the running `rkube`), each on free
+//! ports, logging to a file, killed when the handle drops.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A binary shipped beside the running `rkube` (target/<profile>/...).
+pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let p = me.parent().context("no parent dir")?.join(name);
+    if !p.exists() {
+        bail!("{} not found next to {}: build it with `cargo build --release -p {name}`", p.display(), me.display());
+    }
+    Ok(p)
+}
+
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> anyhow::Result<Self> {
+        let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        cmd.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
+        let child = cmd.spawn().with_context(|| format!("starting {name} ({cmd:?})"))?;
+        Ok(Proc { child, name: name.to_string() })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory in KiB, from /proc.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `url` answers 200.
+pub async fn wait_http_ok(url: &str, timeout: Duration) -> anyhow::Result<()> {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = client.get(url.parse()?).await {
+            if r.status() == 200 {
+                return Ok(());
+            }
+        }
+        if start.elapsed() > timeout {
+            bail!("{url} did not answer 200 within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A private etcd in `dir` on free ports.
+pub fn start_etcd(dir: &Path) -> anyhow::Result<(Proc, String)> {
+    let (client, peer) = (free_port()?, free_port()?);
+    let url = format!("http://127.0.0.1:{client}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let mut cmd = Command::new("etcd");
+    cmd.arg("--name=bench")
+        .arg(format!("--data-dir={}", dir.join("etcd").display()))
+        .arg(format!("--listen-client-urls={url}"))
+        .arg(format!("--advertise-client-urls={url}"))
+        .arg(format!("--listen-peer-urls={peer_url}"))
+        .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+        .arg(format!("--initial-cluster=bench={peer_url}"))
+        .arg("--quota-backend-bytes=8589934592")
+        .arg("--log-level=error")
+        .arg("--logger=zap");
+    let p = Proc::spawn("etcd", cmd, &dir.join("etcd.log"))?;
+    Ok((p, url))
+}
