@@ -82,30 +82,23 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
     let schema = schema();
     let envelope = DynamicMessage::decode(schema.unknown.clone(), rest)
         .map_err(|e| format!("cannot decode protobuf envelope (runtime.Unknown): {e}"))?;
-    let type_meta = envelope.get_field_by_name("typeMeta").and_then(|v| v.as_message().cloned());
-    let string_of = |m: &Option<DynamicMessage>, name: &str| -> String {
-        m.as_ref()
-            .and_then(|m| m.get_field_by_name(name))
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default()
+    let string_of = |m: &DynamicMessage, name: &str| -> String {
+        m.get_field_by_name(name).and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
     };
-    let api_version = string_of(&type_meta, "apiVersion");
-    let kind = string_of(&type_meta, "kind");
-    let envelope = Some(envelope);
+    let (api_version, kind) = match envelope.get_field_by_name("typeMeta").as_deref().and_then(PValue::as_message) {
+        Some(tm) => (string_of(tm, "apiVersion"), string_of(tm, "kind")),
+        None => (String::new(), String::new()),
+    };
     let encoding = string_of(&envelope, "contentEncoding");
     if !encoding.is_empty() {
         return Err(format!("protobuf envelope contentEncoding {encoding:?} is not supported"));
     }
     let content_type = string_of(&envelope, "contentType");
-    let raw = envelope
-        .as_ref()
-        .and_then(|m| m.get_field_by_name("raw"))
-        .and_then(|v| v.as_bytes().cloned())
-        .unwrap_or_default();
+    let raw = envelope.get_field_by_name("raw").and_then(|v| v.as_bytes().cloned()).unwrap_or_default();
     if content_type == "application/json" {
         // Allowed by runtime.Unknown, never sent by client-go; cheap to honour.
         let mut v: Value = serde_json::from_slice(&raw).map_err(|e| format!("protobuf envelope holds invalid JSON: {e}"))?;
-        if let Some(o) = v.as_object_mut() {
+        if let (Some(o), false) = (v.as_object_mut(), kind.is_empty() || api_version.is_empty()) {
             set_type_meta(o, &kind, &api_version);
         }
         return Ok(v);
@@ -661,6 +654,15 @@ mod tests {
             json!({"kind": "DeleteOptions", "apiVersion": "apps/v1", "gracePeriodSeconds": 0,
                    "propagationPolicy": "Foreground", "dryRun": ["All"]}),
         );
+    }
+
+    #[test]
+    fn envelope_holding_json() {
+        use prost_reflect::prost::Message;
+        let text = r#"typeMeta { apiVersion: "v1" kind: "ConfigMap" } raw: "{\"metadata\":{\"name\":\"x\"}}" contentType: "application/json""#;
+        let mut body = MAGIC.to_vec();
+        body.extend(DynamicMessage::parse_text_format(schema().unknown.clone(), text).unwrap().encode_to_vec());
+        assert_eq!(decode(&body).unwrap(), json!({"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "x"}}));
     }
 
     #[test]
