@@ -141,7 +141,11 @@ impl ApiServer {
             .to_string();
         let rendering = Rendering::from(&accept, &q);
         let body = read_body(req).await?;
-        let out = self.dispatch(&ri, &q, &content_type, body).await?;
+        let duplicates = duplicate_field_warnings(&ri, &q, &content_type, &body)?;
+        let mut out = self.dispatch(&ri, &q, &content_type, body).await?;
+        if let Output::Object { warnings, .. } = &mut out {
+            warnings.extend(duplicates);
+        }
         Ok(self.render(&ri, out, &rendering))
     }
 
@@ -276,6 +280,32 @@ async fn read_body(req: Request<Incoming>) -> ApiResult<Bytes> {
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large()),
         Err(e) => Err(ApiError::bad_request(format!("reading request body: {e}"))),
     }
+}
+
+/// Duplicate keys in a JSON body (which a JSON parser would silently
+/// collapse): 400 under `fieldValidation=Strict`, warnings under Warn.
+fn duplicate_field_warnings(ri: &RequestInfo, q: &Query, content_type: &str, body: &[u8]) -> ApiResult<Vec<String>> {
+    let writes = matches!(ri.verb, Verb::Create | Verb::Update);
+    if !writes || !content_type.starts_with("application/json") || body.is_empty() {
+        return Ok(vec![]);
+    }
+    let fv = crate::registry::FieldValidation::from_query(q)?;
+    if fv == crate::registry::FieldValidation::Ignore {
+        return Ok(vec![]);
+    }
+    let dups = crate::registry::typed::duplicate_fields(body);
+    if dups.is_empty() {
+        return Ok(vec![]);
+    }
+    let list: Vec<String> = dups.iter().map(|d| format!("duplicate field \"{d}\"")).collect();
+    if fv == crate::registry::FieldValidation::Strict {
+        let r = ri.resource;
+        return Err(ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+            r.kind, r.version, r.kind, list.join(", ")
+        )));
+    }
+    Ok(list)
 }
 
 /// Decodes a request body by its content type: JSON or YAML.

@@ -61,6 +61,9 @@ async fn rejected_requests_write_nothing() {
     unknown["spec"]["containers"][0]["imagePullPolicie"] = json!("Always");
     let cases = vec![
         case("POST", "/api/v1/namespaces/default/pods", "{not json", 400, "BadRequest", "json parse error"),
+        case("POST", "/api/v1/namespaces/default/pods?fieldValidation=Strict",
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"d","name":"e"},"spec":{"containers":[{"name":"c","image":"i"}]}}"#,
+            400, "BadRequest", "strict decoding error: duplicate field \"metadata.name\""),
         case("POST", "/api/v1/namespaces/default/pods", pod("x").to_string().replace("\"v1\"", "\"apps/v1\""), 400, "BadRequest",
             "the API version in the data (apps/v1) does not match the expected API version (v1)"),
         case("POST", "/api/v1/namespaces/default/pods", pod("x").to_string().replace("\"Pod\"", "\"Service\""), 400, "BadRequest",
@@ -138,4 +141,24 @@ fn no_etcd_gives_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot reach etcd at http://127.0.0.1:"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn field_validation_warn_and_ignore() {
+    let c = Cluster::start();
+    let mut p = pod("warned");
+    p["spec"]["bogus"] = json!(1);
+    // Warn (the default): created, with a Warning header; the field is dropped.
+    let r = c.http("POST", "/api/v1/namespaces/default/pods?fieldValidation=Warn", JSON, p.to_string().as_bytes());
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.header("warning"), Some(r#"299 - "unknown field \"spec.bogus\"""#));
+    assert!(r.json()["spec"].get("bogus").is_none());
+    // Ignore: created, silently.
+    p["metadata"]["name"] = json!("ignored");
+    let r = c.http("POST", "/api/v1/namespaces/default/pods?fieldValidation=Ignore", JSON, p.to_string().as_bytes());
+    assert_eq!(r.status, 201);
+    assert_eq!(r.header("warning"), None);
+    // An unknown validation mode is itself a bad request.
+    let r = c.http("POST", "/api/v1/namespaces/default/pods?fieldValidation=Loose", JSON, p.to_string().as_bytes());
+    assert_eq!(r.status, 400);
 }

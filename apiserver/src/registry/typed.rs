@@ -139,3 +139,70 @@ mod tests {
         assert!(normalize("Deployment", &d).is_err());
     }
 }
+
+/// Paths of keys that appear twice in one JSON object of `body` — what
+/// upstream's strict decoder reports as `duplicate field "x"`. serde_json's
+/// `Value` keeps the last value silently, so this walks the raw document
+/// once with its own visitor.
+pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use std::fmt;
+
+    struct Walk<'a> {
+        path: String,
+        out: &'a mut Vec<String>,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> { Ok(()) }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> { Ok(()) }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> { Ok(()) }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> { Ok(()) }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> { Ok(()) }
+        fn visit_unit<E>(self) -> Result<(), E> { Ok(()) }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut i = 0;
+            while seq.next_element_seed(Walk { path: format!("{}[{i}]", self.path), out: self.out })?.is_some() {
+                i += 1;
+            }
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(k) = map.next_key::<String>()? {
+                let p = if self.path.is_empty() { k.clone() } else { format!("{}.{k}", self.path) };
+                if !seen.insert(k) {
+                    self.out.push(p.clone());
+                }
+                map.next_value_seed(Walk { path: p, out: self.out })?;
+            }
+            Ok(())
+        }
+    }
+
+    let mut out = Vec::new();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let _ = Walk { path: String::new(), out: &mut out }.deserialize(&mut de);
+    out
+}
+
+#[cfg(test)]
+mod duplicate_tests {
+    #[test]
+    fn finds_duplicate_keys() {
+        let body = br#"{"metadata": {"name": "a", "name": "b"}, "spec": {"containers": [{"image": "x", "image": "y"}]}}"#;
+        assert_eq!(super::duplicate_fields(body), ["metadata.name", "spec.containers[0].image"]);
+        assert!(super::duplicate_fields(br#"{"a": 1, "b": {"a": 2}}"#).is_empty());
+    }
+}
