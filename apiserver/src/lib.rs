@@ -14,6 +14,7 @@ pub mod discovery;
 pub mod fields;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod registry;
 pub mod request;
 pub mod server;

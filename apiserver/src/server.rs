@@ -319,6 +319,7 @@ fn decode(content_type: &str, body: &[u8]) -> ApiResult<Value> {
             .map_err(|e| ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))),
         "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}"))),
+        crate::protobuf::CONTENT_TYPE => crate::protobuf::decode(body).map_err(ApiError::bad_request),
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }

@@ -200,3 +200,34 @@ fn kubectl_1_27_workflow() {
 fn kubectl_1_33_workflow() {
     workflow("1.33");
 }
+
+/// kubectl's generator commands send protobuf bodies.
+fn create_generators(v: &str) {
+    let c = Cluster::start();
+    let k = |args: &[&str]| stdout_ok(&c, v, args, None);
+    assert_eq!(k(&["create", "namespace", "gen"]).trim(), "namespace/gen created");
+    k(&["create", "deployment", "web", "-n", "gen", "--image=busybox:1.36", "--replicas=3", "--port=80"]);
+    k(&["create", "configmap", "cfg", "-n", "gen", "--from-literal=a=b"]);
+    k(&["create", "secret", "generic", "s", "-n", "gen", "--from-literal=k=v"]);
+    k(&["create", "service", "nodeport", "web", "-n", "gen", "--tcp=80:8080"]);
+    k(&["create", "serviceaccount", "robot", "-n", "gen"]);
+    assert_eq!(k(&["get", "deploy", "web", "-n", "gen", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].ports[0].containerPort}"]), "3 80");
+    assert_eq!(k(&["get", "secret", "s", "-n", "gen", "-o", "jsonpath={.data.k}"]), "dg==");
+    assert_eq!(k(&["get", "svc", "web", "-n", "gen", "-o", "jsonpath={.spec.type} {.spec.ports[0].targetPort}"]), "NodePort 8080");
+    assert_eq!(k(&["get", "cm", "cfg", "-n", "gen", "-o", "jsonpath={.data.a}"]), "b");
+}
+
+#[test]
+fn kubectl_1_32_create_generators() {
+    create_generators("default");
+}
+
+#[test]
+fn kubectl_1_27_create_generators() {
+    create_generators("1.27");
+}
+
+#[test]
+fn kubectl_1_33_create_generators() {
+    create_generators("1.33");
+}
