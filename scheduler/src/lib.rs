@@ -14,9 +14,16 @@
 //! * [`algorithm`] — one scheduling cycle tying the phases together;
 //! * [`framework`] — reasons, cycle state, `FitError` and its message;
 //! * [`config`] — the YAML configuration;
-//! * [`perf`] — workloads and the in-process benchmark.
+//! * [`perf`] — workloads, the in-process and the end-to-end benchmarks.
 //!
-//! A scheduler loop built on it (what the binary does with the API side):
+//! And the component on the API:
+//!
+//! * [`scheduler`] — informers → queue → cycle → assume → async bind,
+//!   events, the PodScheduled condition, leader election;
+//! * [`options`] — kube-scheduler's flags;
+//! * [`metrics`], [`server`] — Prometheus metrics, `/healthz`, `/metrics`.
+//!
+//! The scheduling loop built on it ([`scheduler`] does this with the API side):
 //!
 //! ```text
 //! loop {
@@ -44,6 +51,11 @@ pub mod predicates;
 pub mod priorities;
 pub mod queue;
 pub mod select_host;
+
+pub mod metrics;
+pub mod options;
+pub mod scheduler;
+pub mod server;
 
 pub use algorithm::{GenericScheduler, ScheduleResult};
 pub use cache::{Cache, Snapshot};

@@ -385,6 +385,25 @@ impl SchedulingQueue {
         self.place(key, qp, Loc::Backoff);
     }
 
+    /// The binding of an assumed pod failed after it had left the queue
+    /// ([`SchedulingQueue::done`]): put it back, to be retried after its
+    /// backoff (upstream `handleSchedulingFailure` →
+    /// `AddUnschedulableIfNotPresent`). A no-op if the pod is queued again
+    /// already (an informer update re-added it).
+    pub fn requeue_after_binding_failure(&mut self, mut qp: QueuedPodInfo) {
+        let key = qp.info.key();
+        if self.pods.contains_key(&key) {
+            return;
+        }
+        qp.timestamp = self.clock.now();
+        self.place(key, qp, Loc::Backoff);
+    }
+
+    /// Is the pod queued (in any sub-queue, or being scheduled)?
+    pub fn contains(&self, key: &str) -> bool {
+        self.pods.contains_key(key)
+    }
+
     /// The pod was scheduled (assumed): it leaves the queue.
     pub fn done(&mut self, key: &str) {
         if let Some(e) = self.pods.remove(key) {
@@ -520,6 +539,23 @@ mod tests {
         assert_eq!(q.lengths(), QueueLengths { active: 0, backoff: 1, unschedulable: 0 });
         clock.advance(Duration::from_secs(1));
         assert!(q.pop().is_some());
+    }
+
+    #[test]
+    fn failed_binding_goes_back_through_backoff() {
+        let (mut q, clock) = queue();
+        q.add(pod_prio("p", 0));
+        let p = q.pop().unwrap();
+        q.done(&p.info.key());
+        assert!(!q.contains("default/p"));
+        q.requeue_after_binding_failure(p.clone());
+        assert_eq!(q.lengths(), QueueLengths { active: 0, backoff: 1, unschedulable: 0 });
+        // Requeued twice (informer re-added it meanwhile): still one entry.
+        q.requeue_after_binding_failure(p);
+        assert_eq!(q.lengths().backoff, 1);
+        assert!(q.pop().is_none());
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(q.pop().unwrap().attempts, 2);
     }
 
     #[test]
