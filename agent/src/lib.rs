@@ -1,8 +1,42 @@
 //! rkube-agent: the node agent (Kubernetes' *kubelet*).
 //!
-//! So far this library holds the agent's side of the Container Runtime
-//! Interface: a CRI client over a unix socket, and everything needed to run a
-//! private containerd that the project owns (its config, CNI network and
-//! locally built images). The launcher (`rkube up`) reuses the same modules.
+//! * [`options`] — kubelet-style flags.
+//! * [`node`] — node registration, node status, the Lease heartbeat.
+//! * [`pods`] — pod status computation and the per-pod workers.
+//! * [`runtime`] — the container runtime boundary (CRI client, private
+//!   containerd, CNI, local images) and the fake runtime.
+//! * [`simulated`] — many fake nodes in one process (kwok-like).
 
+pub mod exec;
+pub mod logs;
+pub mod node;
+pub mod options;
+pub mod pods;
+pub mod probes;
 pub mod runtime;
+pub mod simulated;
+pub mod server;
+
+use anyhow::{Context, Result};
+
+/// The whole agent: connect, then either run the simulated nodes or the real node.
+pub async fn run(opts: options::Options) -> Result<()> {
+    let client = machinery::client::connect_as("agent", opts.master.as_deref(), opts.kubeconfig.as_deref()).await?;
+    if opts.healthz_port != 0 {
+        let addr = format!("{}:{}", opts.healthz_bind_address, opts.healthz_port);
+        let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding healthz on {addr}"))?;
+        tokio::spawn(server::serve_healthz(listener));
+    }
+    let work = async {
+        match opts.runtime {
+            options::RuntimeKind::Fake => simulated::run(client, simulated::SimConfig::from_options(&opts)?).await,
+            options::RuntimeKind::Remote => pods::manager::run(client, opts.clone()).await,
+        }
+    };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = work => r,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = term.recv() => Ok(()),
+    }
+}

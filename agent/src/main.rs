@@ -1,5 +1,15 @@
 //! Thin binary; the component lives in the library.
+use clap::Parser;
+
 fn main() -> std::process::ExitCode {
-    eprintln!("rkube-agent: not implemented yet (see its issue); this binary does nothing.");
-    std::process::ExitCode::from(1)
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())).with_writer(std::io::stderr).init();
+    let opts = rkube_agent::options::Options::parse();
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match rt.block_on(rkube_agent::run(opts)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rkube-agent: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
 }

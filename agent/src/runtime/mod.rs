@@ -13,4 +13,5 @@
 pub mod cni;
 pub mod containerd;
 pub mod cri;
+pub mod fake;
 pub mod images;
