@@ -1,0 +1,371 @@
+//! Admission control: plugins that may change (mutate) or refuse (validate)
+//! a write after it is authorized and before it is stored
+//! (k8s.io/apiserver/pkg/admission, plugin/pkg/admission).
+//!
+//! kube-apiserver runs the enabled plugins as one ordered chain in two
+//! phases: every *mutating* plugin, in order, may rewrite the object
+//! (defaults such as `serviceAccountName: default`); then every
+//! *validating* plugin, in order, may refuse it (quota exceeded). The order
+//! is fixed by the server, not by the flag: `--enable-admission-plugins`
+//! only adds to the default set and `--disable-admission-plugins` removes
+//! from it.
+//!
+//! rkube implements four of the default plugins, in upstream's order:
+//! - [`limit_ranger`] — **LimitRanger**: default container requests/limits
+//!   from the namespace's LimitRanges (mutating), and enforce their
+//!   min/max (validating).
+//! - [`service_account`] — **ServiceAccount**: pods run as the `default`
+//!   ServiceAccount unless they name one (mutating); the named one must
+//!   exist (validating, when the caller can tell).
+//! - [`default_toleration_seconds`] — **DefaultTolerationSeconds**: pods
+//!   tolerate `not-ready`/`unreachable` nodes for 300 s before eviction.
+//! - [`resource_quota`] — **ResourceQuota**: refuse objects that would take
+//!   a namespace over its quota (validating; last, so it sees the final
+//!   object, defaults included).
+//!
+//! Every plugin is a pure function over the object and what the apiserver
+//! knows about the namespace ([`NamespaceState`]); refusals are
+//! [`AdmissionError`]s, which render as Kubernetes' 403
+//! `pods "web" is forbidden: <why>`.
+
+pub mod default_toleration_seconds;
+pub mod limit_ranger;
+pub mod resource_quota;
+pub mod service_account;
+
+use std::fmt;
+
+use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota};
+use serde_json::{json, Value};
+
+/// What kind of write is being admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+    Connect,
+}
+
+/// The request as admission sees it (admission.Attributes).
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub operation: Operation,
+    pub group: &'a str,
+    /// Plural resource (`pods`).
+    pub resource: &'a str,
+    pub subresource: &'a str,
+    pub namespace: &'a str,
+    /// The object's name from the URL; empty for create.
+    pub name: &'a str,
+}
+
+impl<'a> Request<'a> {
+    pub fn create(group: &'a str, resource: &'a str, namespace: &'a str) -> Self {
+        Request { operation: Operation::Create, group, resource, subresource: "", namespace, name: "" }
+    }
+
+    /// A pod create — the case most plugins act on.
+    pub fn is_pod_create(&self) -> bool {
+        self.operation == Operation::Create && self.group.is_empty() && self.resource == "pods" && self.subresource.is_empty()
+    }
+}
+
+/// A quota with its current usage (what the quota's `status.used` says, or
+/// what the apiserver counted from its cache).
+#[derive(Debug, Clone)]
+pub struct QuotaState {
+    pub quota: ResourceQuota,
+    pub used: resource_quota::Usage,
+}
+
+/// What the plugins read about the request's namespace. The apiserver fills
+/// it from its watch cache.
+#[derive(Default)]
+pub struct NamespaceState<'a> {
+    pub limit_ranges: &'a [LimitRange],
+    pub quotas: &'a [QuotaState],
+    /// `Some(exists)` for the named ServiceAccount in the namespace; `None`
+    /// when the caller cannot tell (the existence check is then skipped).
+    pub service_account_exists: Option<&'a dyn Fn(&str) -> bool>,
+}
+
+/// A refused request: 403 Forbidden, `<resource>[.<group>] "<name>" is forbidden: <why>`
+/// (admission.NewForbidden).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmissionError {
+    /// The plugin that refused.
+    pub plugin: &'static str,
+    pub group: String,
+    pub resource: String,
+    /// The object's name; `generateName` when it has none yet; "Unknown" if neither.
+    pub name: String,
+    pub why: String,
+}
+
+impl AdmissionError {
+    pub fn forbidden(plugin: &'static str, req: &Request<'_>, object: Option<&Value>, why: impl Into<String>) -> Self {
+        let from_obj = |k: &str| {
+            object
+                .and_then(|o| o.pointer(&format!("/metadata/{k}")))
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        let name = if !req.name.is_empty() {
+            req.name.to_string()
+        } else {
+            from_obj("name").or_else(|| from_obj("generateName")).unwrap_or_else(|| "Unknown".into())
+        };
+        AdmissionError { plugin, group: req.group.into(), resource: req.resource.into(), name, why: why.into() }
+    }
+
+    pub fn message(&self) -> String {
+        let qualified = if self.group.is_empty() { self.resource.clone() } else { format!("{}.{}", self.resource, self.group) };
+        format!("{qualified} {:?} is forbidden: {}", self.name, self.why)
+    }
+
+    /// The Status body (403).
+    pub fn status(&self) -> Value {
+        let mut details = json!({"name": self.name, "kind": self.resource});
+        if !self.group.is_empty() {
+            details["group"] = json!(self.group);
+        }
+        json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": self.message(), "reason": "Forbidden", "details": details, "code": 403,
+        })
+    }
+}
+
+impl fmt::Display for AdmissionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl std::error::Error for AdmissionError {}
+
+/// The admission plugins rkube implements, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plugin {
+    LimitRanger,
+    ServiceAccount,
+    DefaultTolerationSeconds,
+    ResourceQuota,
+}
+
+/// Every plugin, in chain order (upstream's `AllOrderedPlugins`, restricted
+/// to these four).
+pub const ORDERED: &[Plugin] = &[Plugin::LimitRanger, Plugin::ServiceAccount, Plugin::DefaultTolerationSeconds, Plugin::ResourceQuota];
+
+impl Plugin {
+    pub fn name(self) -> &'static str {
+        match self {
+            Plugin::LimitRanger => "LimitRanger",
+            Plugin::ServiceAccount => "ServiceAccount",
+            Plugin::DefaultTolerationSeconds => "DefaultTolerationSeconds",
+            Plugin::ResourceQuota => "ResourceQuota",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Plugin> {
+        ORDERED.iter().copied().find(|p| p.name() == name)
+    }
+
+    /// On by default, as in kube-apiserver.
+    pub fn default_enabled(self) -> bool {
+        true
+    }
+}
+
+/// What a successful mutating phase did, for logs and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Admitted {
+    /// Plugins that changed the object.
+    pub mutated_by: Vec<&'static str>,
+}
+
+/// The enabled plugins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    pub plugins: Vec<Plugin>,
+}
+
+impl Default for Chain {
+    fn default() -> Self {
+        Chain { plugins: ORDERED.iter().copied().filter(|p| p.default_enabled()).collect() }
+    }
+}
+
+impl Chain {
+    /// From `--enable-admission-plugins` and `--disable-admission-plugins`
+    /// (each a comma-separated list; empty entries ignored). Unknown names
+    /// and names in both lists are errors, as kube-apiserver reports them.
+    pub fn from_flags(enable: &str, disable: &str) -> Result<Chain, String> {
+        let split = |s: &str| s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_string).collect::<Vec<_>>();
+        let (enable, disable) = (split(enable), split(disable));
+        let known = ORDERED.iter().map(|p| p.name()).collect::<Vec<_>>().join(", ");
+        let mut errors = Vec::new();
+        for (flag, names) in [("enable-admission-plugins", &enable), ("disable-admission-plugins", &disable)] {
+            for n in names {
+                if Plugin::from_name(n).is_none() {
+                    errors.push(format!("{flag} plugin {n:?} is unknown (rkube implements: {known})"));
+                }
+            }
+        }
+        let mut both: Vec<&String> = enable.iter().filter(|n| disable.contains(n)).collect();
+        both.sort();
+        both.dedup();
+        if !both.is_empty() {
+            errors.push(format!("{both:?} in enable-admission-plugins and disable-admission-plugins overlapped"));
+        }
+        if !errors.is_empty() {
+            return Err(errors.join("; "));
+        }
+        let plugins = ORDERED
+            .iter()
+            .copied()
+            .filter(|p| (p.default_enabled() || enable.iter().any(|n| n == p.name())) && !disable.iter().any(|n| n == p.name()))
+            .collect();
+        Ok(Chain { plugins })
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.plugins.iter().map(|p| p.name()).collect()
+    }
+
+    /// The mutating phase: each enabled mutating plugin in order.
+    pub fn admit(&self, req: &Request<'_>, object: &mut Value, ns: &NamespaceState<'_>) -> Result<Admitted, AdmissionError> {
+        let mut out = Admitted::default();
+        for p in &self.plugins {
+            let changed = match p {
+                Plugin::LimitRanger => limit_ranger::admit(req, object, ns.limit_ranges),
+                Plugin::ServiceAccount => service_account::admit(req, object),
+                Plugin::DefaultTolerationSeconds => default_toleration_seconds::admit(req, object),
+                Plugin::ResourceQuota => false,
+            };
+            if changed {
+                out.mutated_by.push(p.name());
+            }
+        }
+        Ok(out)
+    }
+
+    /// The validating phase. On success returns, for each quota the object
+    /// is charged to, the quota's name and its new usage — which the
+    /// apiserver records (in `status.used`) when it stores the object.
+    pub fn validate(
+        &self,
+        req: &Request<'_>,
+        object: &Value,
+        ns: &NamespaceState<'_>,
+    ) -> Result<Vec<(String, resource_quota::Usage)>, AdmissionError> {
+        let mut charged = Vec::new();
+        for p in &self.plugins {
+            match p {
+                Plugin::LimitRanger => limit_ranger::validate(req, object, ns.limit_ranges)?,
+                Plugin::ServiceAccount => service_account::validate(req, object, ns.service_account_exists)?,
+                Plugin::DefaultTolerationSeconds => {}
+                Plugin::ResourceQuota => charged = resource_quota::validate(req, object, ns.quotas)?,
+            }
+        }
+        Ok(charged)
+    }
+}
+
+/// Quantities as exact integers in milli-units (i128, so `1Ei` of memory
+/// fits): `"100m"` → 100, `"1"` → 1000, `"1Ki"` → 1_024_000.
+pub fn milli(q: &str) -> Result<i128, String> {
+    match machinery::quantity::parse_milli(q) {
+        Ok(v) => Ok(v as i128),
+        Err(_) => machinery::quantity::parse_value(q).map(|v| v as i128 * 1000).map_err(|e| e.to_string()),
+    }
+}
+
+/// A milli-unit amount written back as a quantity the way Kubernetes
+/// prints one: CPU as `500m` or `2`; memory-like amounts with the largest
+/// exact binary suffix (`64Mi`); counts with the largest exact decimal
+/// suffix (`10`, `1k`).
+pub fn format_milli(resource: &str, m: i128) -> String {
+    if m % 1000 != 0 {
+        return format!("{m}m");
+    }
+    let v = m / 1000;
+    if v == 0 {
+        return "0".into();
+    }
+    let binary = resource.contains("memory") || resource.contains("storage");
+    if binary {
+        for (i, suffix) in ["Ei", "Pi", "Ti", "Gi", "Mi", "Ki"].iter().enumerate() {
+            let unit = 1i128 << (10 * (6 - i));
+            if v % unit == 0 {
+                return format!("{}{suffix}", v / unit);
+            }
+        }
+    }
+    for (i, suffix) in ["E", "P", "T", "G", "M", "k"].iter().enumerate() {
+        let unit = 10i128.pow(3 * (6 - i as u32));
+        if v % unit == 0 {
+            return format!("{}{suffix}", v / unit);
+        }
+    }
+    v.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_flags(enable: &str, disable: &str, expected: Result<&[&str], &str>) {
+        match (Chain::from_flags(enable, disable), expected) {
+            (Ok(chain), Ok(names)) => assert_eq!(chain.names(), names, "{enable} / {disable}"),
+            (Err(e), Err(want)) => assert!(e.contains(want), "{e}"),
+            (got, want) => panic!("{enable} / {disable}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn plugin_flags() {
+        let all: &[&str] = &["LimitRanger", "ServiceAccount", "DefaultTolerationSeconds", "ResourceQuota"];
+        check_flags("", "", Ok(all));
+        // Order is the server's, not the flag's.
+        check_flags("ResourceQuota,LimitRanger", "", Ok(all));
+        check_flags("", "ServiceAccount, ResourceQuota", Ok(&["LimitRanger", "DefaultTolerationSeconds"]));
+        check_flags("PodSecurity", "", Err(r#"enable-admission-plugins plugin "PodSecurity" is unknown"#));
+        check_flags("", "limitranger", Err(r#"disable-admission-plugins plugin "limitranger" is unknown"#));
+        check_flags("LimitRanger", "LimitRanger", Err(r#"["LimitRanger"] in enable-admission-plugins and disable-admission-plugins overlapped"#));
+    }
+
+    #[test]
+    fn quantities_round_trip() {
+        for (resource, q, expected) in [
+            ("cpu", "500m", "500m"),
+            ("requests.cpu", "2", "2"),
+            ("limits.cpu", "1.5", "1500m"),
+            ("memory", "64Mi", "64Mi"),
+            ("requests.memory", "1536Mi", "1536Mi"),
+            ("memory", "1Gi", "1Gi"),
+            ("memory", "1G", "1G"),
+            ("memory", "1000", "1k"),
+            ("pods", "10", "10"),
+            ("count/deployments.apps", "3", "3"),
+            ("pods", "0", "0"),
+        ] {
+            assert_eq!(format_milli(resource, milli(q).unwrap()), expected, "{resource}={q}");
+        }
+        assert!(milli("lots").is_err());
+    }
+
+    #[test]
+    fn forbidden_names_the_object() {
+        let req = Request::create("", "pods", "dev");
+        let e = AdmissionError::forbidden("X", &req, Some(&json!({"metadata": {"name": "web"}})), "no");
+        assert_eq!(e.message(), r#"pods "web" is forbidden: no"#);
+        let e = AdmissionError::forbidden("X", &req, Some(&json!({"metadata": {"generateName": "web-"}})), "no");
+        assert_eq!(e.message(), r#"pods "web-" is forbidden: no"#);
+        let e = AdmissionError::forbidden("X", &Request::create("apps", "deployments", "dev"), None, "no");
+        assert_eq!(e.message(), r#"deployments.apps "Unknown" is forbidden: no"#);
+        assert_eq!(e.status()["code"], 403);
+    }
+}
