@@ -106,12 +106,15 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     println!("rkube bench apiserver: {} pods, {} concurrent clients, {} watchers (etcd {etcd_url})", o.pods, o.concurrency, o.watchers);
 
     // 1. Raw etcd puts of pod-sized values, same concurrency.
-    let raw_value = {
-        // What the apiserver stores: the defaulted pod, a bit larger than the request.
-        let mut p = pod("bench", "bench-00000");
-        p["metadata"]["uid"] = json!(uuid_like(0));
-        serde_json::to_vec(&p)?
-    };
+    // The raw value is exactly what the apiserver stores for one pod (read
+    // back from etcd after one create), so both phases write the same bytes.
+    let (s, b) = request(&client, "POST", &format!("{base}/api/v1/namespaces/bench/pods"), Some(serde_json::to_vec(&pod("bench", "sample"))?)).await?;
+    if s != 201 {
+        bail!("sample create: {s} {}", String::from_utf8_lossy(&b));
+    }
+    let mut probe = etcd_client::Client::connect([etcd_url.as_str()], None).await?;
+    let raw_value = probe.get("/registry/pods/bench/sample", None).await?.kvs().first().context("sample pod not in etcd")?.value().to_vec();
+    request(&client, "DELETE", &format!("{base}/api/v1/namespaces/bench/pods/sample"), None).await?;
     let etcd = etcd_client::Client::connect([etcd_url.as_str()], None).await?;
     let started = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -296,6 +299,3 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn uuid_like(i: usize) -> String {
-    format!("{:08x}-0000-4000-8000-{:012x}", i, i)
-}
