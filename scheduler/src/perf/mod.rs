@@ -7,14 +7,16 @@
 //!
 //! This module is the **in-process** mode: the same queue, cache (with
 //! assume) and algorithm the real scheduler uses, on in-memory objects, no
-//! API and no binding round trip — it measures the algorithm. The end-to-end
-//! mode (through the apiserver) reuses [`Workload`], the generators and
-//! [`Report`].
+//! API and no binding round trip — it measures the algorithm. The
+//! **end-to-end** mode ([`e2e`]: etcd + apiserver + scheduler processes)
+//! reuses [`Workload`], the generators and [`Report`].
 
+pub mod e2e;
 pub mod report;
 pub mod runner;
 pub mod workload;
 
+pub use e2e::{run_end_to_end, E2eOptions, EtcdCeiling};
 pub use report::{Report, Stats};
 pub use runner::{run_in_process, RunOptions};
 pub use workload::{Workload, WorkloadError};

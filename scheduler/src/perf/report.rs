@@ -71,11 +71,16 @@ pub struct Report {
     pub window_seconds: f64,
     /// pods/s.
     pub throughput: Throughput,
-    /// Scheduling attempt latency (pop → assumed), milliseconds.
+    /// In-process: scheduling attempt latency (pop → assumed).
+    /// End-to-end: pod created (create request sent) → binding stored in etcd.
+    /// Milliseconds.
     pub latency_ms: Stats,
     /// The FailedScheduling message of the first unschedulable pod.
     pub first_failure: Option<String>,
     pub threads: usize,
+    /// End-to-end only: the raw etcd transaction rate of the same run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<crate::perf::e2e::EtcdCeiling>,
 }
 
 impl Report {
@@ -130,6 +135,7 @@ impl Report {
             latency_ms: Stats::of(&lat),
             first_failure,
             threads: rayon::current_num_threads(),
+            etcd: None,
         }
     }
 
@@ -159,6 +165,15 @@ impl Report {
             "{:<34} {:>10.3} {:>10.3} {:>10.3} {:>10.3} {:>10.3}",
             "scheduling latency ms", l.average, l.p50, l.p90, l.p99, l.max
         );
+        if let Some(e) = &self.etcd {
+            let _ = writeln!(
+                s,
+                "{:<34} {:>10.0}   ({} txns of {} B, {} in flight, same run)",
+                "raw etcd txn/s (1 per pod)", e.txn_per_second, e.transactions, e.value_bytes, e.in_flight
+            );
+            let _ = writeln!(s, "{:<34} {:>10.2}", "end-to-end / raw etcd", e.ratio);
+            let _ = writeln!(s, "{:<34} {:>10.0}", "pods created/s (measured phase)", e.pods_created_per_second);
+        }
         if let Some(f) = &self.first_failure {
             let _ = writeln!(s, "first failure: {f}");
         }
