@@ -1,0 +1,133 @@
+//! The shared informer factory (client-go's `SharedInformerFactory`): one
+//! informer per kind for the whole process, however many controllers read
+//! it. The ReplicaSet, Deployment, Endpoints, GC and node controllers all
+//! look at pods; they share one list+watch and one cache.
+//!
+//! Controllers ask for informers while they are being built (and register
+//! their handlers); [`InformerFactory::start`] then runs every informer that
+//! was asked for and waits until each has its first full list.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::{Api, Client};
+use machinery::informer::{self, Informer};
+use tokio::task::JoinHandle;
+
+/// Index: owner UIDs from `metadata.ownerReferences` (the garbage
+/// collector's "dependents of X").
+pub const BY_OWNER: &str = "owner";
+/// Index: `metadata.namespace`.
+pub const BY_NAMESPACE: &str = "namespace";
+/// Index: `spec.nodeName` of pods.
+pub const BY_NODE: &str = "node";
+
+pub fn owner_uids(meta: &ObjectMeta) -> Vec<String> {
+    meta.owner_references.iter().flatten().map(|r| r.uid.clone()).collect()
+}
+
+pub struct InformerFactory {
+    client: Client,
+    resync: Duration,
+    pods: OnceLock<Informer<Pod>>,
+    replicasets: OnceLock<Informer<ReplicaSet>>,
+    deployments: OnceLock<Informer<Deployment>>,
+    services: OnceLock<Informer<Service>>,
+    endpoints: OnceLock<Informer<Endpoints>>,
+    nodes: OnceLock<Informer<Node>>,
+    namespaces: OnceLock<Informer<Namespace>>,
+    node_leases: OnceLock<Informer<Lease>>,
+}
+
+macro_rules! namespaced {
+    ($self:ident, $field:ident) => {
+        $self
+            .$field
+            .get_or_init(|| {
+                Informer::new(Api::all($self.client.clone()))
+                    .resync($self.resync)
+                    .index(BY_NAMESPACE, informer::namespace)
+                    .index(BY_OWNER, |o| owner_uids(kube::Resource::meta(o)))
+            })
+            .clone()
+    };
+}
+
+impl InformerFactory {
+    pub fn new(client: Client, resync: Duration) -> Self {
+        InformerFactory {
+            client,
+            resync,
+            pods: OnceLock::new(),
+            replicasets: OnceLock::new(),
+            deployments: OnceLock::new(),
+            services: OnceLock::new(),
+            endpoints: OnceLock::new(),
+            nodes: OnceLock::new(),
+            namespaces: OnceLock::new(),
+            node_leases: OnceLock::new(),
+        }
+    }
+
+    pub fn pods(&self) -> Informer<Pod> {
+        self.pods
+            .get_or_init(|| {
+                Informer::new(Api::all(self.client.clone()))
+                    .resync(self.resync)
+                    .index(BY_NAMESPACE, informer::namespace)
+                    .index(BY_OWNER, |o| owner_uids(kube::Resource::meta(o)))
+                    .index(BY_NODE, informer::pod_node_name)
+            })
+            .clone()
+    }
+    pub fn replicasets(&self) -> Informer<ReplicaSet> {
+        namespaced!(self, replicasets)
+    }
+    pub fn deployments(&self) -> Informer<Deployment> {
+        namespaced!(self, deployments)
+    }
+    pub fn services(&self) -> Informer<Service> {
+        namespaced!(self, services)
+    }
+    pub fn endpoints(&self) -> Informer<Endpoints> {
+        namespaced!(self, endpoints)
+    }
+    pub fn nodes(&self) -> Informer<Node> {
+        self.nodes.get_or_init(|| Informer::new(Api::all(self.client.clone())).resync(self.resync)).clone()
+    }
+    pub fn namespaces(&self) -> Informer<Namespace> {
+        self.namespaces.get_or_init(|| Informer::new(Api::all(self.client.clone())).resync(self.resync)).clone()
+    }
+    /// Node heartbeats: the Leases in `kube-node-lease`.
+    pub fn node_leases(&self) -> Informer<Lease> {
+        self.node_leases
+            .get_or_init(|| Informer::new(Api::namespaced(self.client.clone(), "kube-node-lease")).resync(self.resync))
+            .clone()
+    }
+
+    /// Runs every informer asked for so far and waits for their first lists.
+    pub async fn start(&self) -> Vec<JoinHandle<()>> {
+        let mut handles = Vec::new();
+        macro_rules! run {
+            ($($f:ident),*) => {$(
+                if let Some(i) = self.$f.get() {
+                    handles.push(i.spawn());
+                }
+            )*};
+        }
+        run!(pods, replicasets, deployments, services, endpoints, nodes, namespaces, node_leases);
+        macro_rules! wait {
+            ($($f:ident),*) => {$(
+                if let Some(i) = self.$f.get() {
+                    i.wait_for_sync().await;
+                }
+            )*};
+        }
+        wait!(pods, replicasets, deployments, services, endpoints, nodes, namespaces, node_leases);
+        handles
+    }
+}
