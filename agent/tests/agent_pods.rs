@@ -1,0 +1,358 @@
+//! The agent with a real, private containerd, against real etcd + rkube-apiserver
+//! (needs root, containerd, runc, CNI plugins, busybox-static). Pods set
+//! `spec.nodeName` directly, so no scheduler is needed. Every test owns its
+//! containerd (own podCIDR, bridge, directories), its cluster and its agent;
+//! all are torn down on drop, also when an assertion fails.
+
+#[path = "../../tests/tests/agent_common/mod.rs"]
+mod agent_common;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::time::Duration;
+
+use agent_common::{eventually, free_port, Agent};
+use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::Api;
+use proto::runtime::v1::{ListContainersRequest, ListPodSandboxRequest};
+use rkube_agent::runtime::containerd::{PrivateContainerd, PrivateContainerdConfig};
+use rkube_agent::runtime::images::BUSYBOX_IMAGE;
+
+struct Node {
+    cluster: e2e::Cluster,
+    ctrd: PrivateContainerd,
+    agent: Agent,
+    name: String,
+    port: u16,
+    _root: tempfile::TempDir,
+}
+
+async fn node(cidr: &str) -> Node {
+    let cluster = e2e::Cluster::start();
+    let ctrd = PrivateContainerd::start(PrivateContainerdConfig::new(cidr.parse().unwrap())).await.expect("start containerd");
+    let root = tempfile::Builder::new().prefix("rkube-agent-").tempdir().unwrap();
+    let port = free_port();
+    let name = format!("node-{}", cidr.split('.').nth(2).unwrap());
+    let agent = Agent::start(
+        &cluster,
+        &[
+            &format!("--node-name={name}"),
+            &format!("--container-runtime-endpoint={}", ctrd.endpoint()),
+            &format!("--root-dir={}", root.path().display()),
+            &format!("--pod-log-dir={}", ctrd.layout().pod_logs.display()),
+            &format!("--port={port}"),
+            "--address=127.0.0.1",
+            "--node-ip=127.0.0.1",
+            "--healthz-port=0",
+            "--container-restart-backoff=1s",
+            "--image-pull-backoff=1s",
+            "--sync-frequency=2s",
+            "--node-status-update-frequency=2s",
+        ],
+    );
+    Node { cluster, ctrd, agent, name, port, _root: root }
+}
+
+fn pod(name: &str, node: &str, spec: serde_json::Value) -> Pod {
+    let mut spec = spec;
+    spec["nodeName"] = node.into();
+    spec["terminationGracePeriodSeconds"] = 2.into();
+    serde_json::from_value(serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"}, "spec": spec})).unwrap()
+}
+
+fn status_of<'a>(p: &'a Pod, container: &str) -> Option<&'a ContainerStatus> {
+    p.status.as_ref()?.container_statuses.as_ref()?.iter().find(|c| c.name == container)
+}
+
+fn condition(p: &Pod, ty: &str) -> Option<String> {
+    p.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == ty).map(|c| c.status.clone())
+}
+
+async fn cri_counts(ctrd: &PrivateContainerd) -> (usize, usize) {
+    let mut cri = ctrd.client().await.unwrap();
+    let pods = cri.runtime.list_pod_sandbox(ListPodSandboxRequest { filter: None }).await.unwrap().into_inner().items.len();
+    let ctrs = cri.runtime.list_containers(ListContainersRequest { filter: None }).await.unwrap().into_inner().containers.len();
+    (pods, ctrs)
+}
+
+/// HTTP/1.0 GET; only when a local (bridge) route covers the address.
+fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
+    let SocketAddr::V4(v4) = addr else { panic!("v4 only") };
+    assert!(
+        v4.ip().is_loopback() || rkube_agent::probes::local_route_exists(*v4.ip()),
+        "no local route to {addr}: refusing to send traffic that could leave the machine"
+    );
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+fn body(resp: &str) -> &str {
+    resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("")
+}
+
+async fn get_pod(api: &Api<Pod>, name: &str) -> Option<Pod> {
+    api.get_opt(name).await.ok().flatten()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_runs_serves_logs_survives_agent_restart_and_is_deleted() {
+    let mut n = node("10.215.1.0/24").await;
+    let client = n.cluster.client().await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    // The node registers and goes Ready (CRI Status says runtime and network are ready).
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let name = n.name.clone();
+    let node_obj = eventually("node Ready", Duration::from_secs(60), &mut n.agent, || {
+        let (nodes, name) = (nodes.clone(), name.clone());
+        async move {
+            let node = nodes.get_opt(&name).await.ok()??;
+            let ready = node.status.as_ref()?.conditions.as_ref()?.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+            ready.then_some(node)
+        }
+    })
+    .await;
+    let info = node_obj.status.clone().unwrap().node_info.unwrap();
+    assert!(info.container_runtime_version.starts_with("containerd://"), "{}", info.container_runtime_version);
+    let images: Vec<String> = node_obj.status.unwrap().images.unwrap_or_default().into_iter().flat_map(|i| i.names.unwrap_or_default()).collect();
+    assert!(images.iter().any(|i| i == BUSYBOX_IMAGE), "{images:?}");
+
+    let script = "echo hello from web; echo to stderr >&2; mkdir -p /www && echo page-of-web > /www/index.html && exec httpd -f -p 8080 -h /www";
+    let spec = serde_json::json!({
+        "initContainers": [{"name": "init", "image": BUSYBOX_IMAGE, "command": ["sh", "-c", "echo init done"]}],
+        "containers": [{
+            "name": "web", "image": BUSYBOX_IMAGE, "command": ["sh", "-c", script],
+            "ports": [{"containerPort": 8080}],
+            "resources": {"limits": {"cpu": "200m", "memory": "64Mi"}},
+            "readinessProbe": {"httpGet": {"path": "/index.html", "port": 8080}, "periodSeconds": 1},
+        }]
+    });
+    pods.create(&PostParams::default(), &pod("web", &n.name, spec)).await.unwrap();
+    let running = eventually("web Running and Ready", Duration::from_secs(90), &mut n.agent, || {
+        let pods = pods.clone();
+        async move {
+            let p = get_pod(&pods, "web").await?;
+            (p.status.as_ref()?.phase.as_deref() == Some("Running") && condition(&p, "Ready").as_deref() == Some("True")).then_some(p)
+        }
+    })
+    .await;
+    let st = running.status.clone().unwrap();
+    let ip: Ipv4Addr = st.pod_ip.clone().unwrap().parse().unwrap();
+    assert!(n.ctrd.network().subnet.contains(&ip), "{ip}");
+    assert_eq!(st.host_ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(st.qos_class.as_deref(), Some("Guaranteed"));
+    assert_eq!(condition(&running, "Initialized").as_deref(), Some("True"));
+    assert_eq!(condition(&running, "ContainersReady").as_deref(), Some("True"));
+    let init = &st.init_container_statuses.clone().unwrap()[0];
+    assert_eq!(init.state.as_ref().unwrap().terminated.as_ref().unwrap().reason.as_deref(), Some("Completed"));
+    let web = status_of(&running, "web").unwrap().clone();
+    let cid = web.container_id.clone().unwrap();
+    assert!(cid.starts_with("containerd://"), "{cid}");
+    assert!(web.ready && web.state.as_ref().unwrap().running.is_some());
+    assert_eq!(web.image, BUSYBOX_IMAGE);
+    assert!(web.image_id.starts_with("sha256:") || web.image_id.contains("@sha256:"), "{}", web.image_id);
+
+    // Host → pod over the private bridge.
+    let page = tokio::task::spawn_blocking(move || http_get(SocketAddr::from((ip, 8080)), "/index.html")).await.unwrap().unwrap();
+    assert!(page.contains("page-of-web"), "{page}");
+
+    // Logs from the agent's endpoint (the apiserver's pods/log proxies here).
+    let port = n.port;
+    let logs = move |q: &str| {
+        let q = q.to_string();
+        async move {
+            tokio::task::spawn_blocking(move || http_get(SocketAddr::from(([127, 0, 0, 1], port)), &format!("/containerLogs/default/web/web{q}")).unwrap()).await.unwrap()
+        }
+    };
+    assert_eq!(body(&logs("").await), "hello from web\nto stderr\n");
+    assert_eq!(body(&logs("?tailLines=1").await), "to stderr\n");
+    let ts = logs("?timestamps=true").await;
+    let first = body(&ts).lines().next().unwrap().to_string();
+    let (stamp, text) = first.split_once(' ').unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(stamp).is_ok(), "{first}");
+    assert_eq!(text, "hello from web");
+    assert!(logs("/../../x").await.starts_with("HTTP/1.1 404"));
+    assert!(logs("?previous=true").await.starts_with("HTTP/1.1 400"));
+    assert_eq!(body(&tokio::task::spawn_blocking(move || http_get(SocketAddr::from(([127, 0, 0, 1], port)), "/containerLogs/default/web/init").unwrap()).await.unwrap()), "init done\n");
+    // follow: what is printed later arrives on the open stream.
+    let follow = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(b"GET /containerLogs/default/web/web?follow=true HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).contains("later line") {
+            let k = s.read(&mut buf).unwrap();
+            assert!(k > 0, "stream ended: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..k]);
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut cri = n.ctrd.client().await.unwrap();
+    // Write to the container's stdout (PID 1's fd 1) from an exec.
+    let id = cid.trim_start_matches("containerd://").to_string();
+    let out = cri
+        .runtime
+        .exec_sync(proto::runtime::v1::ExecSyncRequest { container_id: id.clone(), cmd: vec!["sh".into(), "-c".into(), "echo later line > /proc/1/fd/1".into()], timeout: 10 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(out.exit_code, 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let followed = follow.await.unwrap();
+    assert!(followed.contains("hello from web") && followed.contains("later line"), "{followed}");
+
+    // Restarting the agent keeps the same container running.
+    n.agent.restart(&n.cluster);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = eventually("web still Ready after agent restart", Duration::from_secs(60), &mut n.agent, || {
+        let pods = pods.clone();
+        async move {
+            let p = get_pod(&pods, "web").await?;
+            (condition(&p, "Ready").as_deref() == Some("True")).then_some(p)
+        }
+    })
+    .await;
+    let web2 = status_of(&after, "web").unwrap();
+    assert_eq!(web2.container_id.as_deref(), Some(cid.as_str()), "same container after agent restart");
+    assert_eq!(web2.restart_count, 0);
+    assert_eq!(cri_counts(&n.ctrd).await, (1, 2), "one sandbox, init + web containers");
+
+    // Deletion: containers and sandbox stopped and removed, then the pod object goes.
+    pods.delete("web", &DeleteParams::default()).await.unwrap();
+    eventually("pod object gone", Duration::from_secs(60), &mut n.agent, || {
+        let pods = pods.clone();
+        async move { get_pod(&pods, "web").await.is_none().then_some(()) }
+    })
+    .await;
+    assert_eq!(cri_counts(&n.ctrd).await, (0, 0));
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let reasons: Vec<String> = events.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|e| e.reason).collect();
+    for r in ["Pulled", "Created", "Started", "Killing"] {
+        assert!(reasons.iter().any(|x| x == r), "event {r} in {reasons:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_restart_on_liveness_failure_and_hold_readiness() {
+    let mut n = node("10.215.2.0/24").await;
+    let client = n.cluster.client().await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let spec = serde_json::json!({
+        "containers": [
+            {"name": "sick", "image": BUSYBOX_IMAGE, "command": ["sleep", "3600"],
+             "livenessProbe": {"exec": {"command": ["cat", "/no/such/file"]}, "periodSeconds": 1, "failureThreshold": 2}},
+            {"name": "unready", "image": BUSYBOX_IMAGE, "command": ["sleep", "3600"],
+             "readinessProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1}},
+            {"name": "tcp", "image": BUSYBOX_IMAGE, "command": ["nc", "-lk", "-p", "7000", "-e", "cat"],
+             "readinessProbe": {"tcpSocket": {"port": 7000}, "periodSeconds": 1}}
+        ]
+    });
+    pods.create(&PostParams::default(), &pod("probed", &n.name, spec)).await.unwrap();
+    let p = eventually("liveness restarts 'sick'", Duration::from_secs(120), &mut n.agent, || {
+        let pods = pods.clone();
+        async move {
+            let p = get_pod(&pods, "probed").await?;
+            (status_of(&p, "sick")?.restart_count >= 1 && status_of(&p, "tcp")?.ready).then_some(p)
+        }
+    })
+    .await;
+    let unready = status_of(&p, "unready").unwrap();
+    assert!(unready.state.as_ref().unwrap().running.is_some() && !unready.ready, "{unready:?}");
+    assert_eq!(unready.restart_count, 0);
+    assert_eq!(condition(&p, "Ready").as_deref(), Some("False"));
+    assert_eq!(p.status.as_ref().unwrap().phase.as_deref(), Some("Running"));
+    let sick = status_of(&p, "sick").unwrap();
+    assert!(sick.last_state.as_ref().and_then(|s| s.terminated.as_ref()).is_some(), "{sick:?}");
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let evs = events.list(&ListParams::default()).await.unwrap().items;
+    let unhealthy: Vec<String> = evs.iter().filter(|e| e.reason.as_deref() == Some("Unhealthy")).filter_map(|e| e.message.clone()).collect();
+    assert!(unhealthy.iter().any(|m| m.starts_with("Liveness probe failed")), "{unhealthy:?}");
+    assert!(unhealthy.iter().any(|m| m.starts_with("Readiness probe failed")), "{unhealthy:?}");
+    assert!(evs.iter().any(|e| e.reason.as_deref() == Some("Killing") && e.message.as_deref().is_some_and(|m| m.contains("failed liveness probe"))));
+    pods.delete("probed", &DeleteParams::default()).await.unwrap();
+    eventually("pod object gone", Duration::from_secs(60), &mut n.agent, || {
+        let pods = pods.clone();
+        async move { get_pod(&pods, "probed").await.is_none().then_some(()) }
+    })
+    .await;
+    assert_eq!(cri_counts(&n.ctrd).await, (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_images_back_off_crash_loops_back_off_and_others_run() {
+    let mut n = node("10.215.3.0/24").await;
+    let client = n.cluster.client().await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let absent = "docker.io/rkube/absent:1";
+    pods.create(&PostParams::default(), &pod("badimage", &n.name, serde_json::json!({"containers": [{"name": "c", "image": absent}]}))).await.unwrap();
+    pods.create(&PostParams::default(), &pod("never", &n.name, serde_json::json!({"containers": [{"name": "c", "image": absent, "imagePullPolicy": "Never"}]}))).await.unwrap();
+    pods.create(&PostParams::default(), &pod("crash", &n.name, serde_json::json!({"containers": [{"name": "c", "image": BUSYBOX_IMAGE, "command": ["sh", "-c", "echo crashing; exit 3"]}]}))).await.unwrap();
+    pods.create(&PostParams::default(), &pod("once", &n.name, serde_json::json!({"restartPolicy": "Never", "containers": [{"name": "c", "image": BUSYBOX_IMAGE, "command": ["sh", "-c", "exit 0"]}]}))).await.unwrap();
+    pods.create(&PostParams::default(), &pod("good", &n.name, serde_json::json!({"containers": [{"name": "c", "image": BUSYBOX_IMAGE, "command": ["sleep", "3600"]}]}))).await.unwrap();
+    let waiting = |p: &Pod| status_of(p, "c").and_then(|s| s.state.as_ref()?.waiting.as_ref()).map(|w| (w.reason.clone().unwrap_or_default(), w.message.clone().unwrap_or_default()));
+    // The good pod runs whatever the others do.
+    eventually("good Running", Duration::from_secs(90), &mut n.agent, || {
+        let pods = pods.clone();
+        async move { (get_pod(&pods, "good").await?.status?.phase.as_deref() == Some("Running")).then_some(()) }
+    })
+    .await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let msg = eventually("ErrImagePull then ImagePullBackOff", Duration::from_secs(90), &mut n.agent, || {
+        let pods = pods.clone();
+        let seen = seen.clone();
+        async move {
+            let p = get_pod(&pods, "badimage").await?;
+            let (reason, msg) = waiting(&p)?;
+            let mut seen = seen.lock().unwrap();
+            seen.insert(reason.clone());
+            (seen.contains("ErrImagePull") && seen.contains("ImagePullBackOff")).then_some(msg)
+        }
+    })
+    .await;
+    assert!(msg.contains(absent), "{msg}");
+    let p = get_pod(&pods, "badimage").await.unwrap();
+    assert_eq!(p.status.unwrap().phase.as_deref(), Some("Pending"));
+    let never = get_pod(&pods, "never").await.unwrap();
+    let (reason, message) = waiting(&never).unwrap();
+    assert_eq!(reason, "ErrImageNeverPull");
+    assert_eq!(message, format!("Container image \"{absent}\" is not present with pull policy of Never"));
+    let crash = eventually("CrashLoopBackOff", Duration::from_secs(90), &mut n.agent, || {
+        let pods = pods.clone();
+        async move {
+            let p = get_pod(&pods, "crash").await?;
+            (waiting(&p)?.0 == "CrashLoopBackOff" && status_of(&p, "c")?.restart_count >= 1).then_some(p)
+        }
+    })
+    .await;
+    let last = status_of(&crash, "c").unwrap().last_state.clone().unwrap().terminated.unwrap();
+    assert_eq!((last.exit_code, last.reason.as_deref()), (3, Some("Error")));
+    let once = eventually("restartPolicy Never pod Succeeded", Duration::from_secs(60), &mut n.agent, || {
+        let pods = pods.clone();
+        async move {
+            let p = get_pod(&pods, "once").await?;
+            (p.status.as_ref()?.phase.as_deref() == Some("Succeeded")).then_some(p)
+        }
+    })
+    .await;
+    assert_eq!(status_of(&once, "c").unwrap().restart_count, 0);
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let reasons: Vec<String> = events.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|e| e.reason).collect();
+    for r in ["Pulling", "Failed", "BackOff", "ErrImageNeverPull"] {
+        assert!(reasons.iter().any(|x| x == r), "event {r} in {reasons:?}");
+    }
+    assert_eq!(get_pod(&pods, "good").await.unwrap().status.unwrap().phase.as_deref(), Some("Running"));
+    for name in ["badimage", "never", "crash", "once", "good"] {
+        pods.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    eventually("all pods gone", Duration::from_secs(60), &mut n.agent, || {
+        let pods = pods.clone();
+        async move { pods.list(&ListParams::default()).await.ok()?.items.is_empty().then_some(()) }
+    })
+    .await;
+    assert_eq!(cri_counts(&n.ctrd).await, (0, 0));
+}
