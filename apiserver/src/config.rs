@@ -36,6 +36,42 @@ pub struct Config {
     #[arg(long = "service-node-port-range", default_value = "30000-32767")]
     pub service_node_port_range: String,
 
+    /// TLS port. Served when --tls-cert-file is given.
+    #[arg(long = "secure-port", default_value_t = 6443)]
+    pub secure_port: u16,
+
+    /// Serving certificate (PEM) for the secure port.
+    #[arg(long = "tls-cert-file")]
+    pub tls_cert_file: Option<std::path::PathBuf>,
+
+    /// Serving key (PEM) for the secure port.
+    #[arg(long = "tls-private-key-file")]
+    pub tls_private_key_file: Option<std::path::PathBuf>,
+
+    /// CA bundle that signs client certificates (user = CN, groups = O).
+    #[arg(long = "client-ca-file")]
+    pub client_ca_file: Option<std::path::PathBuf>,
+
+    /// Static bearer tokens: a CSV of token,user,uid,"group1,group2".
+    #[arg(long = "token-auth-file")]
+    pub token_auth_file: Option<std::path::PathBuf>,
+
+    /// Let requests without credentials in as system:anonymous.
+    #[arg(long = "anonymous-auth", default_value_t = true, action = clap::ArgAction::Set)]
+    pub anonymous_auth: bool,
+
+    /// Ordered authorizers for the secure port: AlwaysAllow, AlwaysDeny, Node, RBAC.
+    #[arg(long = "authorization-mode", default_value = "AlwaysAllow")]
+    pub authorization_mode: String,
+
+    /// Admission plugins to enable beyond the defaults (comma-separated).
+    #[arg(long = "enable-admission-plugins", default_value = "")]
+    pub enable_admission_plugins: String,
+
+    /// Admission plugins to disable (comma-separated).
+    #[arg(long = "disable-admission-plugins", default_value = "")]
+    pub disable_admission_plugins: String,
+
     /// How long to wait for etcd at start before giving up.
     #[arg(long = "etcd-connect-timeout", default_value = "10s", value_parser = parse_duration)]
     pub etcd_connect_timeout: std::time::Duration,

@@ -90,7 +90,7 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
             "singularName": r.singular,
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": ALL_VERBS,
+            "verbs": if r.is_stored() { ALL_VERBS } else { &["create"][..] },
         });
         if !r.short_names.is_empty() {
             e["shortNames"] = json!(r.short_names);

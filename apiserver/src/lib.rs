@@ -9,6 +9,8 @@
 //! - [`storage`]: etcd (the only code in rkube that talks to it) and the
 //!   watch cache that serves lists and watches.
 
+pub mod admission;
+pub mod auth;
 pub mod config;
 pub mod discovery;
 pub mod fields;
@@ -17,10 +19,12 @@ pub mod patch;
 pub mod protobuf;
 pub mod registry;
 pub mod request;
+pub mod security;
 pub mod server;
 pub mod status;
 pub mod storage;
 pub mod table;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,12 +39,36 @@ pub use config::Config;
 /// and serves until the process ends.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let server = Arc::new(build(&config).await?);
-    let addr: SocketAddr = format!("{}:{}", config.insecure_bind_address, config.insecure_port)
-        .parse()
-        .with_context(|| format!("invalid --insecure-bind-address {:?}", config.insecure_bind_address))?;
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!("serving insecurely on http://{addr}");
-    serve(listener, server).await
+    let mut tasks = Vec::new();
+    if config.insecure_port != 0 {
+        let addr: SocketAddr = format!("{}:{}", config.insecure_bind_address, config.insecure_port)
+            .parse()
+            .with_context(|| format!("invalid --insecure-bind-address {:?}", config.insecure_bind_address))?;
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        tracing::info!("serving insecurely on http://{addr}");
+        tasks.push(tokio::spawn(serve(listener, server.clone())));
+    }
+    match (&config.tls_cert_file, &config.tls_private_key_file) {
+        (Some(cert), Some(key)) => {
+            let client_ca = server.security.client_ca.clone();
+            let tls = tls::server_config(cert, key, client_ca.as_ref())?;
+            let addr: SocketAddr = format!("{}:{}", config.bind_address, config.secure_port)
+                .parse()
+                .with_context(|| format!("invalid --bind-address {:?}", config.bind_address))?;
+            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+            tracing::info!("serving securely on https://{addr}");
+            tasks.push(tokio::spawn(serve_tls(listener, tls, server.clone())));
+        }
+        (None, None) => tracing::info!("secure port disabled: no --tls-cert-file"),
+        _ => anyhow::bail!("--tls-cert-file and --tls-private-key-file go together"),
+    }
+    if tasks.is_empty() {
+        anyhow::bail!("nothing to serve: --insecure-port is 0 and no --tls-cert-file was given");
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
 }
 
 /// Everything but the listener: what tests and benchmarks drive directly.
@@ -57,13 +85,36 @@ pub async fn build(config: &Config) -> anyhow::Result<server::ApiServer> {
         .map_err(|e| anyhow!("cannot reach etcd at {}: {e}", config.etcd_servers.join(",")))?;
     let ips = registry::allocator::ServiceIps::new(&prefix, net);
     let ports = registry::allocator::NodePorts::new(&prefix, base, last);
-    let registry = registry::Registry::new(etcd, prefix, ips, ports).await.map_err(|e| anyhow!("{}", e.message))?;
+    let chain = admission::Chain::from_flags(&config.enable_admission_plugins, &config.disable_admission_plugins)
+        .map_err(|e| anyhow!("{e}"))?;
+    let modes = auth::parse_authorization_modes(&config.authorization_mode).map_err(|e| anyhow!("--authorization-mode: {e}"))?;
+    let client_ca = config.client_ca_file.as_deref().map(tls::ClientCa::load).transpose()?;
+    let tokens = config
+        .token_auth_file
+        .as_deref()
+        .map(auth::token::TokenFile::load)
+        .transpose()
+        .map_err(|e| anyhow!("--token-auth-file: {}", e.0))?;
+    let mut registry = registry::Registry::new(etcd, prefix, ips, ports).await.map_err(|e| anyhow!("{}", e.message))?;
+    registry.admission = Some(chain.clone());
     registry.bootstrap().await.map_err(|e| anyhow!("bootstrapping system objects: {}", e.message))?;
-    Ok(server::ApiServer { registry: Arc::new(registry), openapi: openapi::OpenApi::build() })
+    let registry = Arc::new(registry);
+    let rbac = Arc::new(std::sync::RwLock::new(auth::RbacData::new()));
+    security::spawn_rbac_sync(registry.clone(), rbac.clone());
+    let security = security::Security {
+        client_ca,
+        tokens,
+        anonymous: config.anonymous_auth,
+        authorizer: auth::Authorizer::new(modes),
+        rbac,
+        admission: chain,
+    };
+    Ok(server::ApiServer { registry, openapi: openapi::OpenApi::build(), security: Arc::new(security) })
 }
 
-/// Accepts connections forever, HTTP/1.1 and HTTP/2 alike.
+/// Accepts connections forever on the insecure port, HTTP/1.1 and HTTP/2 alike.
 pub async fn serve(listener: tokio::net::TcpListener, server: Arc<server::ApiServer>) -> anyhow::Result<()> {
+    let conn = Arc::new(security::ConnInfo::insecure());
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -74,9 +125,47 @@ pub async fn serve(listener: tokio::net::TcpListener, server: Arc<server::ApiSer
         };
         let _ = stream.set_nodelay(true);
         let server = server.clone();
+        let conn = conn.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| server.clone().handle(req));
+            let svc = hyper::service::service_fn(move |req| server.clone().handle(req, conn.clone()));
             if let Err(e) = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await {
+                tracing::debug!("connection: {e}");
+            }
+        });
+    }
+}
+
+/// The secure port: TLS handshake (client certificate requested), then the
+/// same HTTP service, with the peer's certificates for authentication.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    server: Arc<server::ApiServer>,
+) -> anyhow::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("accept: {e}");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let server = server.clone();
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(stream).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::debug!("TLS handshake from {peer}: {e}");
+                    return;
+                }
+            };
+            let peer_certs = tls.get_ref().1.peer_certificates().map(|c| c.iter().map(|c| c.clone().into_owned()).collect()).unwrap_or_default();
+            let conn = Arc::new(security::ConnInfo { insecure: false, peer_certs });
+            let svc = hyper::service::service_fn(move |req| server.clone().handle(req, conn.clone()));
+            if let Err(e) = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), svc).await {
                 tracing::debug!("connection: {e}");
             }
         });

@@ -24,8 +24,7 @@ pub struct OpenApi {
 fn schema_name(r: &ResourceInfo) -> String {
     let group = match r.group {
         "" => "core",
-        "coordination.k8s.io" => "coordination",
-        g => g,
+        g => g.split('.').next().unwrap_or(g),
     };
     format!("io.k8s.api.{group}.{}.{}", r.version, r.kind)
 }
@@ -122,6 +121,14 @@ fn document(group: &str, version: &str) -> Value {
             ("apps", "Deployment") => { add_root::<apps::Deployment>(&mut g) }
             ("apps", "ReplicaSet") => { add_root::<apps::ReplicaSet>(&mut g) }
             ("coordination.k8s.io", "Lease") => { add_root::<coordination::Lease>(&mut g) }
+            ("", "LimitRange") => add_root::<core::LimitRange>(&mut g),
+            ("", "ResourceQuota") => add_root::<core::ResourceQuota>(&mut g),
+            (_, "ClusterRole") => add_root::<k8s_openapi::api::rbac::v1::ClusterRole>(&mut g),
+            (_, "ClusterRoleBinding") => add_root::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>(&mut g),
+            (_, "Role") => add_root::<k8s_openapi::api::rbac::v1::Role>(&mut g),
+            (_, "RoleBinding") => add_root::<k8s_openapi::api::rbac::v1::RoleBinding>(&mut g),
+            (_, "SelfSubjectAccessReview") => add_root::<k8s_openapi::api::authorization::v1::SelfSubjectAccessReview>(&mut g),
+            (_, "SubjectAccessReview") => add_root::<k8s_openapi::api::authorization::v1::SubjectAccessReview>(&mut g),
             _ => {}
         }
     }

@@ -33,6 +33,7 @@ const MAX_BODY: usize = 3 * 1024 * 1024;
 pub struct ApiServer {
     pub registry: Arc<Registry>,
     pub openapi: crate::openapi::OpenApi,
+    pub security: Arc<crate::security::Security>,
 }
 
 fn full(code: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
@@ -67,11 +68,11 @@ impl Rendering {
 }
 
 impl ApiServer {
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: Arc<crate::security::ConnInfo>) -> Result<Response<Body>, Infallible> {
         let started = std::time::Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_string();
-        let resp = match self.route(req).await {
+        let resp = match self.route(req, &conn).await {
             Ok(r) => r,
             Err(e) => error_response(&e),
         };
@@ -79,11 +80,20 @@ impl ApiServer {
         Ok(resp)
     }
 
-    async fn route(&self, req: Request<Incoming>) -> ApiResult<Response<Body>> {
+    async fn route(&self, req: Request<Incoming>, conn: &crate::security::ConnInfo) -> ApiResult<Response<Body>> {
         let path = req.uri().path().trim_end_matches('/').to_string();
         let path = if path.is_empty() { "/".to_string() } else { path };
         let q = Query::parse(req.uri().query());
         let get = req.method() == Method::GET || req.method() == Method::HEAD;
+        // Authentication: who is asking (None on the insecure port).
+        let authz_header = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes().to_vec());
+        let user = self.security.authenticate(conn, authz_header.as_deref())?;
+        let resource_request = request::parse(req.method(), &path, q.flag("watch"))?;
+        // Authorization of non-resource requests (discovery, health, OpenAPI).
+        if let (Some(u), None) = (&user, &resource_request) {
+            let verb = req.method().as_str().to_ascii_lowercase();
+            self.security.authorize(u, &crate::auth::Attributes::non_resource(&verb, &path), &self.registry)?;
+        }
         // Non-resource endpoints.
         match path.as_str() {
             "/version" if get => return Ok(json_response(200, &discovery::version())),
@@ -129,7 +139,7 @@ impl ApiServer {
             }
             _ => {}
         }
-        let Some(ri) = request::parse(req.method(), &path, q.flag("watch"))? else {
+        let Some(ri) = resource_request else {
             return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
         };
         let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
@@ -141,12 +151,45 @@ impl ApiServer {
             .to_string();
         let rendering = Rendering::from(&accept, &q);
         let body = read_body(req).await?;
+        // Authorization of resource requests.
+        if let Some(u) = &user {
+            let body_name = if ri.verb == Verb::Create && ri.subresource.is_none() { crate::security::body_name(&body) } else { None };
+            self.security.authorize(u, &crate::security::attributes(&ri, body_name.as_deref()), &self.registry)?;
+        }
+        if !ri.resource.is_stored() {
+            return self.review(&ri, user.as_ref(), &content_type, &body, &rendering);
+        }
         let duplicates = duplicate_field_warnings(&ri, &q, &content_type, &body)?;
         let mut out = self.dispatch(&ri, &q, &content_type, body).await?;
         if let Output::Object { warnings, .. } = &mut out {
             warnings.extend(duplicates);
         }
         Ok(self.render(&ri, out, &rendering))
+    }
+
+    /// SelfSubjectAccessReview / SubjectAccessReview: answered, not stored
+    /// (`kubectl auth can-i`).
+    fn review(&self, ri: &RequestInfo, user: Option<&crate::auth::UserInfo>, content_type: &str, body: &[u8], _how: &Rendering) -> ApiResult<Response<Body>> {
+        if ri.verb != Verb::Create {
+            return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"));
+        }
+        let review = decode(content_type, body)?;
+        let authorize = |u: &crate::auth::UserInfo, a: &crate::auth::Attributes| self.security.decide(u, a, &self.registry);
+        // On the insecure port the requester is an unrestricted admin.
+        let admin = crate::auth::UserInfo {
+            name: "system:admin".into(),
+            uid: String::new(),
+            groups: vec!["system:masters".into(), "system:authenticated".into()],
+            extra: Default::default(),
+        };
+        let result = match ri.resource.kind {
+            "SelfSubjectAccessReview" => crate::auth::review::self_subject_access_review(&review, user.unwrap_or(&admin), &authorize),
+            _ => crate::auth::review::subject_access_review(&review, &authorize),
+        };
+        match result {
+            Ok(v) => Ok(json_response(201, &v)),
+            Err(e) => Err(ApiError::new(422, "Invalid", e.message)),
+        }
     }
 
     async fn readyz(&self) -> Response<Body> {

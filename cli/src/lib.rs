@@ -18,6 +18,8 @@ pub enum Command {
     /// Run a benchmark and report its figures.
     #[command(subcommand)]
     Bench(commands::bench::Bench),
+    /// Make the cluster CA, component certificates and kubeconfigs.
+    Certs(commands::certs::Options),
     /// Bring up a single-box cluster (not implemented yet).
     Up,
     /// Stop the single-box cluster (not implemented yet).
@@ -29,6 +31,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Bench(b) => commands::bench::run(b),
+        Command::Certs(o) => commands::certs::run(o),
         Command::Up | Command::Down | Command::Status => {
             anyhow::bail!("not implemented yet: the single-box launcher comes with its own issue")
         }

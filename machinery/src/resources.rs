@@ -63,6 +63,12 @@ impl ResourceInfo {
         }
     }
 
+    /// Virtual resources (access reviews) are computed per request and
+    /// never stored: they have no etcd key segment.
+    pub fn is_stored(&self) -> bool {
+        !self.storage.is_empty()
+    }
+
     pub fn has_subresource(&self, sub: &str) -> bool {
         self.subresources.contains(&sub)
     }
@@ -94,6 +100,10 @@ pub static RESOURCES: &[ResourceInfo] = &[
     // core/v1
     resource!("", "v1", "ConfigMap", "configmaps", "configmap", true,
         short: &["cm"], categories: NONE, sub: NONE, storage: "configmaps"),
+    resource!("", "v1", "LimitRange", "limitranges", "limitrange", true,
+        short: &["limits"], categories: NONE, sub: NONE, storage: "limitranges"),
+    resource!("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", true,
+        short: &["quota"], categories: NONE, sub: &["status"], storage: "resourcequotas"),
     resource!("", "v1", "Endpoints", "endpoints", "endpoints", true,
         short: &["ep"], categories: NONE, sub: NONE, storage: "services/endpoints"),
     resource!("", "v1", "Event", "events", "event", true,
@@ -118,6 +128,20 @@ pub static RESOURCES: &[ResourceInfo] = &[
     // coordination.k8s.io/v1
     resource!("coordination.k8s.io", "v1", "Lease", "leases", "lease", true,
         short: NONE, categories: NONE, sub: NONE, storage: "leases"),
+    // rbac.authorization.k8s.io/v1
+    resource!("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", false,
+        short: NONE, categories: NONE, sub: NONE, storage: "clusterroles"),
+    resource!("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", false,
+        short: NONE, categories: NONE, sub: NONE, storage: "clusterrolebindings"),
+    resource!("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", true,
+        short: NONE, categories: NONE, sub: NONE, storage: "roles"),
+    resource!("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", true,
+        short: NONE, categories: NONE, sub: NONE, storage: "rolebindings"),
+    // authorization.k8s.io/v1: reviews are answered, never stored.
+    resource!("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", "", false,
+        short: NONE, categories: NONE, sub: NONE, storage: ""),
+    resource!("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", "", false,
+        short: NONE, categories: NONE, sub: NONE, storage: ""),
 ];
 
 /// The API groups served, in discovery order, each with its one version.
@@ -203,6 +227,9 @@ mod tests {
             assert_eq!(find_kind(r.group, r.kind), Some(r));
             assert!(r.plural.chars().all(|c| c.is_ascii_lowercase()));
         }
-        assert_eq!(groups(), vec![("apps", "v1"), ("coordination.k8s.io", "v1")]);
+        assert_eq!(
+            groups(),
+            vec![("apps", "v1"), ("coordination.k8s.io", "v1"), ("rbac.authorization.k8s.io", "v1"), ("authorization.k8s.io", "v1")]
+        );
     }
 }

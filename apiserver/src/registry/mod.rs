@@ -92,6 +92,9 @@ pub struct Registry {
     caches: HashMap<(&'static str, &'static str), Arc<WatchCache>>,
     pub ips: allocator::ServiceIps,
     pub ports: allocator::NodePorts,
+    /// The admission chain (mutating, then validating plugins); `None` in
+    /// unit setups that exercise the registry alone.
+    pub admission: Option<crate::admission::Chain>,
 }
 
 fn now() -> String {
@@ -107,10 +110,10 @@ impl Registry {
         ports: allocator::NodePorts,
     ) -> ApiResult<Self> {
         let mut caches = HashMap::new();
-        for r in resources::RESOURCES {
+        for r in resources::RESOURCES.iter().filter(|r| r.is_stored()) {
             caches.insert((r.group, r.plural), WatchCache::start(etcd.clone(), &prefix, r).await?);
         }
-        Ok(Registry { etcd, prefix, caches, ips, ports })
+        Ok(Registry { etcd, prefix, caches, ips, ports, admission: None })
     }
 
     pub fn cache(&self, r: &ResourceInfo) -> &Arc<WatchCache> {
@@ -385,9 +388,26 @@ impl Registry {
         self.admit_namespace(r, ri.namespace.as_deref()).await?;
         prepare_for_create(r, &mut obj);
         defaults::apply(r.kind, &mut obj);
+        // Mutating admission, then validation, then validating admission —
+        // upstream's order.
+        let ns_name = ri.namespace.clone().unwrap_or_default();
+        let admission_inputs = self.admission.as_ref().map(|_| crate::security::NamespaceInputs::read(self, &ns_name));
+        let adm_req = crate::admission::Request::create(r.group, r.plural, &ns_name);
+        if let (Some(chain), Some(inputs)) = (&self.admission, &admission_inputs) {
+            chain.admit(&adm_req, &mut obj, &inputs.state()).map_err(admission_error)?;
+        }
         let errs = validation::validate(r.kind, &obj);
         if !errs.is_empty() {
             return Err(ApiError::invalid(r.group, r.kind, &name, errs));
+        }
+        let charges = match (&self.admission, &admission_inputs) {
+            (Some(chain), Some(inputs)) => chain.validate(&adm_req, &obj, &inputs.state()).map_err(admission_error)?,
+            _ => vec![],
+        };
+        if !q.dry_run() {
+            for (quota, usage) in charges {
+                self.record_quota_usage(&ns_name, &quota, &usage).await?;
+            }
         }
         if r.kind == "Pod" {
             set_qos_class(&mut obj);
@@ -417,6 +437,33 @@ impl Registry {
                 })
             }
         }
+    }
+
+    /// ResourceQuota accounting: the quota's `status.used` after charging an
+    /// object to it (written before the object, as upstream's quota
+    /// admission does; the quota controller recalculates drift).
+    async fn record_quota_usage(&self, ns: &str, quota: &str, usage: &crate::admission::resource_quota::Usage) -> ApiResult<()> {
+        let rq = resources::find("", "v1", "resourcequotas").unwrap();
+        let ri = RequestInfo {
+            verb: crate::request::Verb::Update,
+            resource: rq,
+            namespace: Some(ns.to_string()),
+            name: Some(quota.to_string()),
+            subresource: Some("status".into()),
+        };
+        let used: Map<String, Value> =
+            usage.iter().map(|(k, m)| (k.clone(), json!(crate::admission::format_milli(k, *m)))).collect();
+        let used = Value::Object(used);
+        self.guaranteed_update(&ri, &Query::default(), vec![], |old, _| {
+            let mut n = old.clone();
+            n["status"]["used"] = used.clone();
+            if n["status"]["hard"].is_null() {
+                n["status"]["hard"] = old["spec"]["hard"].clone();
+            }
+            Ok(n)
+        }, false)
+        .await
+        .map(|_| ())
     }
 
     /// Decodes through the typed struct (see `typed`): type errors → 400,
@@ -827,6 +874,17 @@ impl Registry {
                 Err(e) => return Err(e),
             }
         }
+        // The bootstrap policy: cluster roles and bindings Kubernetes starts with.
+        for obj in crate::auth::bootstrap::all() {
+            let kind = obj["kind"].as_str().unwrap_or("");
+            let Some(r) = resources::find_kind("rbac.authorization.k8s.io", kind) else { continue };
+            let ri = RequestInfo { verb: crate::request::Verb::Create, resource: r, namespace: None, name: None, subresource: None };
+            match self.create(&ri, &q, obj).await {
+                Ok(_) => {}
+                Err(e) if e.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+        }
         let svc = resources::find("", "v1", "services").unwrap();
         let ri = RequestInfo { verb: crate::request::Verb::Create, resource: svc, namespace: Some("default".into()), name: None, subresource: None };
         let obj = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kubernetes", "namespace": "default",
@@ -1223,6 +1281,12 @@ fn decode_continue(token: &str) -> ApiResult<(i64, String)> {
         (Some(rv), Some(s)) if rv > 0 => Ok((rv, s.to_string())),
         _ => Err(bad()),
     }
+}
+
+fn admission_error(e: crate::admission::AdmissionError) -> ApiError {
+    let mut err = ApiError::new(403, "Forbidden", e.message());
+    err.details = e.status().get("details").cloned();
+    err
 }
 
 impl ApiError {

@@ -27,7 +27,7 @@ fn roundtrip<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, String
 /// Decodes `value` as `kind` and re-encodes it. Errors are decode errors.
 pub fn normalize(kind: &str, value: &Value) -> Result<Value, String> {
     use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coordination, core::v1 as core};
-    use k8s_openapi::api::{autoscaling::v1 as autoscaling};
+    use k8s_openapi::api::{authorization::v1 as authorization, autoscaling::v1 as autoscaling, rbac::v1 as rbac};
     let mut value = value.clone();
     quantities_as_strings(&mut value);
     typed_kinds!(kind, &value, {
@@ -45,6 +45,14 @@ pub fn normalize(kind: &str, value: &Value) -> Result<Value, String> {
         "ReplicaSet" => apps::ReplicaSet,
         "Lease" => coordination::Lease,
         "Scale" => autoscaling::Scale,
+        "LimitRange" => core::LimitRange,
+        "ResourceQuota" => core::ResourceQuota,
+        "Role" => rbac::Role,
+        "RoleBinding" => rbac::RoleBinding,
+        "ClusterRole" => rbac::ClusterRole,
+        "ClusterRoleBinding" => rbac::ClusterRoleBinding,
+        "SelfSubjectAccessReview" => authorization::SelfSubjectAccessReview,
+        "SubjectAccessReview" => authorization::SubjectAccessReview,
     })
 }
 

@@ -34,22 +34,34 @@ pub enum NameRule {
     Subdomain,
     Label,
     Dns1035,
+    /// RBAC objects: any name usable as a URL path segment (`system:node`).
+    PathSegment,
 }
 
 pub fn name_rule(kind: &str) -> NameRule {
     match kind {
         "Namespace" => NameRule::Label,
         "Service" => NameRule::Dns1035,
+        "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" => NameRule::PathSegment,
         _ => NameRule::Subdomain,
     }
 }
 
 /// Checks a name, returning upstream's message when it is not valid.
 pub fn check_name(rule: NameRule, name: &str) -> Option<String> {
+    if let NameRule::PathSegment = rule {
+        return match name {
+            "." | ".." => Some(format!("may not be '{name}'")),
+            n if n.contains('/') => Some("may not contain '/'".into()),
+            n if n.contains('%') => Some("may not contain '%'".into()),
+            _ => None,
+        };
+    }
     let (ok, fmt, max) = match rule {
         NameRule::Subdomain => (is_dns1123_subdomain(name), DNS1123_SUBDOMAIN_FMT, 253),
         NameRule::Label => (is_dns1123_label(name), DNS1123_LABEL_FMT, 63),
         NameRule::Dns1035 => (is_dns1035_label(name), DNS1035_LABEL_FMT, 63),
+        NameRule::PathSegment => unreachable!("handled above"),
     };
     if ok {
         None

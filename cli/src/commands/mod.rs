@@ -1,2 +1,3 @@
 pub mod bench;
 pub mod bench_apiserver;
+pub mod certs;

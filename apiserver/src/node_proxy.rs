@@ -1,0 +1,238 @@
+//! `pods/<name>/log` and `pods/<name>/exec`: the apiserver as a proxy to the
+//! node agent (kube-apiserver's `LogREST` / `ExecREST`).
+//!
+//! Neither is stored anywhere: the apiserver looks up the pod's node, finds
+//! the node agent's address in the Node object (`status.addresses`
+//! InternalIP and `status.daemonEndpoints.kubeletEndpoint.Port`), and
+//! forwards the request:
+//!
+//! * `GET pods/<name>/log?container=&follow=&tailLines=&sinceSeconds=&sinceTime=&timestamps=&previous=&limitBytes=`
+//!   → `GET /containerLogs/<ns>/<pod>/<container>?…`, streamed back as is
+//!   (so `kubectl logs -f` sees lines as the container prints them);
+//! * `POST|GET pods/<name>/exec?container=&command=…&stdin=&stdout=&stderr=&tty=`
+//!   → `/exec/<ns>/<pod>/<container>?…` with the client's upgrade headers
+//!   (SPDY or WebSocket); once the agent (really: the runtime's streaming
+//!   server behind it) switches protocols, the two connections are spliced
+//!   and the apiserver only copies bytes.
+//!
+//! Safety on a single machine: the apiserver only dials node addresses that
+//! belong to this machine (simulated nodes carry made-up addresses, and
+//! nothing here must send traffic off the box).
+
+use std::convert::Infallible;
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Empty, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::TokioIo;
+use machinery::resources;
+use serde_json::Value;
+
+use crate::registry::Registry;
+use crate::request::RequestInfo;
+use crate::server::Body;
+use crate::status::ApiError;
+
+/// Query parameters passed on to the node, per subresource.
+const LOG_PARAMS: &[&str] = &["follow", "tailLines", "sinceSeconds", "sinceTime", "timestamps", "previous", "limitBytes"];
+const EXEC_PARAMS: &[&str] = &["command", "stdin", "stdout", "stderr", "tty", "input", "output", "error"];
+
+fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
+    q.unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+/// The container a request names, defaulting to the only one (or the
+/// `kubectl.kubernetes.io/default-container` annotation).
+pub fn container_name(pod: &Value, asked: Option<&str>) -> Result<String, ApiError> {
+    let name = pod["metadata"]["name"].as_str().unwrap_or("");
+    let names: Vec<&str> = pod["spec"]["containers"].as_array().into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
+    let init: Vec<&str> = pod["spec"]["initContainers"].as_array().into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
+    match asked.filter(|a| !a.is_empty()) {
+        Some(c) if names.contains(&c) || init.contains(&c) => Ok(c.to_string()),
+        Some(c) => Err(ApiError::bad_request(format!("container {c} is not valid for pod {name}"))),
+        None => {
+            if let Some(d) = pod["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"].as_str() {
+                return Ok(d.to_string());
+            }
+            match names.as_slice() {
+                [one] => Ok(one.to_string()),
+                _ => Err(ApiError::bad_request(format!(
+                    "a container name must be specified for pod {name}, choose one of: [{}]",
+                    names.join(" ")
+                ))),
+            }
+        }
+    }
+}
+
+/// The node agent's `host:port` from a Node object.
+pub fn node_endpoint(node: &Value) -> Result<(IpAddr, u16), ApiError> {
+    let name = node["metadata"]["name"].as_str().unwrap_or("");
+    let addrs = node["status"]["addresses"].as_array().cloned().unwrap_or_default();
+    let ip = ["InternalIP", "ExternalIP"]
+        .iter()
+        .find_map(|t| addrs.iter().find(|a| a["type"] == *t).and_then(|a| a["address"].as_str()))
+        .and_then(|a| a.parse::<IpAddr>().ok())
+        .ok_or_else(|| ApiError::bad_request(format!("node {name} has no usable address")))?;
+    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"].as_u64().filter(|p| *p > 0 && *p < 65536).unwrap_or(10250) as u16;
+    Ok((ip, port))
+}
+
+/// Is `ip` an address of this machine? (Binding a socket to it succeeds only
+/// then; nothing is sent.)
+pub fn is_local(ip: IpAddr) -> bool {
+    ip.is_loopback() || std::net::UdpSocket::bind((ip, 0)).is_ok()
+}
+
+/// The path and query on the node agent for `ri` (`log` or `exec`).
+pub fn node_path(ri: &RequestInfo, container: &str, query: Option<&str>) -> Result<String, ApiError> {
+    let ns = ri.namespace.as_deref().unwrap_or("default");
+    let pod = ri.name.as_deref().unwrap_or("");
+    let (base, allowed) = match ri.subresource.as_deref() {
+        Some("log") => ("containerLogs", LOG_PARAMS),
+        Some("exec") => ("exec", EXEC_PARAMS),
+        other => return Err(ApiError::bad_request(format!("subresource {other:?} is not proxied to nodes"))),
+    };
+    let kept: Vec<String> = query_pairs(query).into_iter().filter(|(k, _)| allowed.contains(&k.as_str())).map(|(k, v)| format!("{k}={v}")).collect();
+    let mut path = format!("/{base}/{ns}/{pod}/{container}");
+    if !kept.is_empty() {
+        path.push('?');
+        path.push_str(&kept.join("&"));
+    }
+    Ok(path)
+}
+
+fn bad_gateway(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(502, "InternalError", format!("error dialing backend: {e}"))
+}
+
+/// Proxies GET `pods/<name>/log` and the `pods/<name>/exec` upgrade to the pod's node agent.
+pub async fn proxy_pod_subresource(registry: &Registry, ri: &RequestInfo, mut req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let name = ri.name.as_deref().ok_or_else(|| ApiError::bad_request("a pod name is required"))?;
+    let (pod, _) = registry.read(ri.resource, ri.namespace.as_deref(), name).await?;
+    let node_name = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()).ok_or_else(|| ApiError::bad_request(format!("pod {name} does not have a host assigned")))?;
+    let asked = query_pairs(req.uri().query()).into_iter().find(|(k, _)| k == "container").map(|(_, v)| v);
+    let container = container_name(&pod, asked.as_deref())?;
+    let nodes = resources::find("", "v1", "nodes").expect("nodes are served");
+    let (node, _) = registry.read(nodes, None, node_name).await?;
+    let (ip, port) = node_endpoint(&node)?;
+    if !is_local(ip) {
+        return Err(ApiError::bad_request(format!("node {node_name} address {ip} is not on this machine; refusing to dial it")));
+    }
+    let path = node_path(ri, &container, req.uri().query())?;
+    let stream = tokio::net::TcpStream::connect((ip, port)).await.map_err(bad_gateway)?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await.map_err(bad_gateway)?;
+    tokio::spawn(conn.with_upgrades());
+    let mut up = Request::builder().method(req.method().clone()).uri(&path).header("host", format!("{ip}:{port}"));
+    if ri.subresource.as_deref() == Some("exec") {
+        for (k, v) in req.headers() {
+            let n = k.as_str();
+            if n == "upgrade" || n == "connection" || n.starts_with("x-stream-protocol") || n.starts_with("sec-websocket") || n == "origin" {
+                up = up.header(k, v);
+            }
+        }
+    }
+    let client_upgrade = hyper::upgrade::on(&mut req);
+    let resp = sender.send_request(up.body(Empty::new()).map_err(internal)?).await.map_err(bad_gateway)?;
+    let status = resp.status();
+    if status == http::StatusCode::SWITCHING_PROTOCOLS {
+        let mut builder = Response::builder().status(status);
+        for (k, v) in resp.headers() {
+            builder = builder.header(k, v);
+        }
+        let node_upgrade = hyper::upgrade::on(resp);
+        tokio::spawn(async move {
+            if let Ok((c, n)) = tokio::try_join!(client_upgrade, node_upgrade) {
+                let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(n)).await;
+            }
+        });
+        return builder.body(Empty::new().map_err(|n| match n {}).boxed()).map_err(internal);
+    }
+    if !status.is_success() {
+        let text = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let msg = String::from_utf8_lossy(&text).trim().to_string();
+        return Err(match status.as_u16() {
+            404 => ApiError::new(404, "NotFound", msg),
+            400 => ApiError::bad_request(msg),
+            _ => ApiError::new(500, "InternalError", msg),
+        });
+    }
+    // Stream the log body through (errors from the node end the stream).
+    let content_type = resp.headers().get(http::header::CONTENT_TYPE).cloned();
+    let mut body = resp.into_body();
+    let stream = futures::stream::poll_fn(move |cx| loop {
+        match std::pin::Pin::new(&mut body).poll_frame(cx) {
+            std::task::Poll::Ready(Some(Ok(f))) => match f.into_data() {
+                Ok(d) => return std::task::Poll::Ready(Some(Ok::<_, Infallible>(Frame::data(d)))),
+                Err(_) => continue,
+            },
+            std::task::Poll::Ready(_) => return std::task::Poll::Ready(None),
+            std::task::Poll::Pending => return std::task::Poll::Pending,
+        }
+    });
+    let mut builder = Response::builder().status(200);
+    if let Some(ct) = content_type {
+        builder = builder.header(http::header::CONTENT_TYPE, ct);
+    }
+    builder.header("cache-control", "no-cache").body(StreamBody::new(stream).boxed()).map_err(internal)
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(containers: &[&str], default: Option<&str>) -> Value {
+        let mut p = json!({"metadata": {"name": "p"}, "spec": {"containers": containers.iter().map(|c| json!({"name": c})).collect::<Vec<_>>(), "initContainers": [{"name": "init"}]}});
+        if let Some(d) = default {
+            p["metadata"]["annotations"] = json!({"kubectl.kubernetes.io/default-container": d});
+        }
+        p
+    }
+
+    fn check(p: Value, asked: Option<&str>, expected: Result<&str, &str>) {
+        let got = container_name(&p, asked).map_err(|e| e.message);
+        assert_eq!(got.as_deref().map_err(|e| e.as_str()), expected, "{asked:?}");
+    }
+
+    #[test]
+    fn containers() {
+        check(pod(&["a"], None), None, Ok("a"));
+        check(pod(&["a", "b"], None), Some("b"), Ok("b"));
+        check(pod(&["a", "b"], None), Some("init"), Ok("init"));
+        check(pod(&["a", "b"], None), None, Err("a container name must be specified for pod p, choose one of: [a b]"));
+        check(pod(&["a", "b"], Some("b")), None, Ok("b"));
+        check(pod(&["a"], None), Some("zz"), Err("container zz is not valid for pod p"));
+    }
+
+    #[test]
+    fn endpoints() {
+        let node = json!({"metadata": {"name": "n"}, "status": {"addresses": [{"type": "Hostname", "address": "n"}, {"type": "InternalIP", "address": "127.0.0.1"}], "daemonEndpoints": {"kubeletEndpoint": {"Port": 10555}}}});
+        assert_eq!(node_endpoint(&node).unwrap(), ("127.0.0.1".parse().unwrap(), 10555));
+        assert!(node_endpoint(&json!({"status": {}})).is_err());
+        assert!(is_local("127.0.0.1".parse().unwrap()));
+        assert!(!is_local("192.0.2.77".parse().unwrap()));
+    }
+
+    #[test]
+    fn paths() {
+        let pods = resources::find("", "v1", "pods").unwrap();
+        let ri = |sub: &str| RequestInfo { verb: crate::request::Verb::Get, resource: pods, namespace: Some("ns".into()), name: Some("p".into()), subresource: Some(sub.into()) };
+        assert_eq!(node_path(&ri("log"), "c", Some("container=c&follow=true&tailLines=3&pretty=1")).unwrap(), "/containerLogs/ns/p/c?follow=true&tailLines=3");
+        assert_eq!(node_path(&ri("exec"), "c", Some("command=ls&command=-l&stdout=true&container=c")).unwrap(), "/exec/ns/p/c?command=ls&command=-l&stdout=true");
+        assert!(node_path(&ri("status"), "c", None).is_err());
+    }
+}

@@ -1,0 +1,205 @@
+//! The authentication → authorization → admission stages of the request
+//! pipeline, wired to the live cluster state: the RBAC objects come from the
+//! watch cache (kept current by one task per RBAC resource), the Node
+//! authorizer reads pods' nodeName from it, and admission reads the
+//! namespace's LimitRanges and ResourceQuotas from it. The decisions
+//! themselves are the pure functions of [`crate::auth`] and
+//! [`crate::admission`].
+
+use std::sync::{Arc, RwLock};
+
+use machinery::resources;
+use serde_json::Value;
+
+use crate::admission::{self, NamespaceState, QuotaState};
+use crate::auth::{self, token::TokenFile, Attributes, AuthorizationMode, Authorizer, AuthzContext, RbacData, UserInfo};
+use crate::registry::Registry;
+use crate::request::{RequestInfo, Verb};
+use crate::status::ApiError;
+use crate::storage::cache::EventType;
+use crate::tls::ClientCa;
+
+/// What the TLS layer learnt about a connection.
+#[derive(Default)]
+pub struct ConnInfo {
+    /// The insecure port: no authentication, no authorization (as the old
+    /// kube-apiserver `--insecure-port`).
+    pub insecure: bool,
+    pub peer_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+}
+
+impl ConnInfo {
+    pub fn insecure() -> Self {
+        ConnInfo { insecure: true, peer_certs: vec![] }
+    }
+}
+
+pub struct Security {
+    pub client_ca: Option<ClientCa>,
+    pub tokens: Option<TokenFile>,
+    pub anonymous: bool,
+    pub authorizer: Authorizer,
+    pub rbac: Arc<RwLock<RbacData>>,
+    pub admission: admission::Chain,
+}
+
+impl Security {
+    /// Who is asking. `Ok(None)`: the insecure port, which skips the checks.
+    pub fn authenticate(&self, conn: &ConnInfo, authorization: Option<&[u8]>) -> Result<Option<UserInfo>, ApiError> {
+        if conn.insecure {
+            return Ok(None);
+        }
+        let cert = if conn.peer_certs.is_empty() {
+            None
+        } else {
+            match &self.client_ca {
+                // A certificate that does not chain to the client CA
+                // authenticates nobody: 401, as upstream.
+                Some(ca) => match ca.verify(&conn.peer_certs) {
+                    Ok(()) => auth::x509::user_from_chain(&conn.peer_certs),
+                    Err(e) => Some(Err(auth::x509::X509Error::Parse(e))),
+                },
+                None => None,
+            }
+        };
+        auth::authenticate(cert, authorization, self.tokens.as_ref(), self.anonymous).map(Some).map_err(|u| {
+            tracing::info!("authentication failed: {}", u.reason);
+            ApiError::new(401, "Unauthorized", "Unauthorized")
+        })
+    }
+
+    pub fn decide(&self, user: &UserInfo, attrs: &Attributes, registry: &Registry) -> auth::Decision {
+        let rbac = self.rbac.read().unwrap();
+        let pods = resources::find("", "v1", "pods").expect("pods");
+        let pod_node = |ns: &str, name: &str| {
+            let key = resources::object_key(&registry.prefix, pods, Some(ns), name);
+            registry.cache(pods).get(&key).and_then(|p| p.value["spec"]["nodeName"].as_str().map(str::to_string))
+        };
+        self.authorizer.authorize(user, attrs, &AuthzContext { rbac: &rbac, pod_node: &pod_node })
+    }
+
+    /// 403 unless the user may do what the request asks.
+    pub fn authorize(&self, user: &UserInfo, attrs: &Attributes, registry: &Registry) -> Result<(), ApiError> {
+        let d = self.decide(user, attrs, registry);
+        if d.is_allowed() {
+            return Ok(());
+        }
+        let f = auth::forbidden(user, attrs, d.reason());
+        let mut e = ApiError::new(403, "Forbidden", f.message.clone());
+        e.details = f.status().get("details").cloned();
+        Err(e)
+    }
+}
+
+/// The authorization attributes of a resource request. For creates of
+/// objects the Node authorizer confines by name (nodes, leases), the name
+/// comes from the body.
+pub fn attributes(ri: &RequestInfo, body_name: Option<&str>) -> Attributes {
+    let r = ri.resource;
+    let name = ri.name.clone().or_else(|| body_name.map(str::to_string)).unwrap_or_default();
+    // As upstream's RequestInfoFactory: `/api/v1/namespaces/<name>` is a
+    // request *in* namespace <name>, so a RoleBinding there can grant it.
+    let namespace = match (&ri.namespace, r.plural, &ri.name) {
+        (None, "namespaces", Some(n)) if r.group.is_empty() => n.clone(),
+        (ns, _, _) => ns.clone().unwrap_or_default(),
+    };
+    let mut a = Attributes::resource(ri.verb.as_str(), r.group, r.plural, &namespace, &name);
+    a.api_version = r.version.to_string();
+    if let Some(s) = &ri.subresource {
+        a = a.with_subresource(s);
+    }
+    // A create of a subresource (`pods/binding`) is a create, not an update.
+    if ri.verb == Verb::Create && ri.subresource.is_some() {
+        a.verb = "create".into();
+    }
+    a
+}
+
+/// Keeps `rbac` equal to the RBAC objects in the watch cache.
+pub fn spawn_rbac_sync(registry: Arc<Registry>, rbac: Arc<RwLock<RbacData>>) {
+    for plural in ["clusterroles", "clusterrolebindings", "roles", "rolebindings"] {
+        let r = resources::find("rbac.authorization.k8s.io", "v1", plural).expect("rbac resource");
+        let cache = registry.cache(r).clone();
+        let rbac = rbac.clone();
+        let (replay, mut live, _) = cache.watch(None, None, &|_| true).expect("watch from now never expires");
+        {
+            let mut data = rbac.write().unwrap();
+            for ev in &replay {
+                let _ = data.upsert_json(&ev.object.value);
+            }
+        }
+        tokio::spawn(async move {
+            loop {
+                match live.recv().await {
+                    Ok(ev) => {
+                        let mut data = rbac.write().unwrap();
+                        match ev.kind {
+                            EventType::Deleted => data.remove(r.kind, &ev.object.namespace, &ev.object.name),
+                            _ => {
+                                let _ = data.upsert_json(&ev.object.value);
+                            }
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        // Missed events: rebuild this kind from the cache.
+                        let snap = cache.list(None, &|_| true);
+                        let mut data = rbac.write().unwrap();
+                        for o in snap.items {
+                            let _ = data.upsert_json(&o.value);
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+}
+
+/// The namespace's admission inputs, read from the watch cache.
+pub struct NamespaceInputs {
+    pub limit_ranges: Vec<k8s_openapi::api::core::v1::LimitRange>,
+    pub quotas: Vec<QuotaState>,
+}
+
+impl NamespaceInputs {
+    pub fn read(registry: &Registry, ns: &str) -> Self {
+        let lr = resources::find("", "v1", "limitranges").unwrap();
+        let rq = resources::find("", "v1", "resourcequotas").unwrap();
+        let limit_ranges = registry
+            .cache(lr)
+            .list(Some(ns), &|_| true)
+            .items
+            .iter()
+            .filter_map(|o| serde_json::from_value(o.value.clone()).ok())
+            .collect();
+        let quotas = registry
+            .cache(rq)
+            .list(Some(ns), &|_| true)
+            .items
+            .iter()
+            .filter_map(|o| {
+                let quota: k8s_openapi::api::core::v1::ResourceQuota = serde_json::from_value(o.value.clone()).ok()?;
+                let used = admission::resource_quota::usage_from_status(&quota);
+                Some(QuotaState { quota, used })
+            })
+            .collect();
+        NamespaceInputs { limit_ranges, quotas }
+    }
+
+    pub fn state(&self) -> NamespaceState<'_> {
+        // The existence check of the ServiceAccount plugin needs the
+        // serviceaccount controller's `default` accounts; until it runs,
+        // the plugin only defaults the name.
+        NamespaceState { limit_ranges: &self.limit_ranges, quotas: &self.quotas, service_account_exists: None }
+    }
+}
+
+/// The value of `metadata.name` in a JSON body, if any.
+pub fn body_name(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    v["metadata"]["name"].as_str().map(str::to_string)
+}
+
+pub fn modes_allow_all(modes: &[AuthorizationMode]) -> bool {
+    modes.iter().all(|m| m.name() == "AlwaysAllow")
+}
