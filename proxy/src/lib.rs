@@ -14,6 +14,9 @@
 //! - [`route`]: keeps the service CIDR on the machine (route to a local
 //!   port-less bridge) and sets `route_localnet` for NodePorts on 127.0.0.1.
 //! - [`server`]: `/healthz` and `/metrics`.
+//! - [`options`]: the command line, named as kube-proxy's flags.
+//! - [`run`]: the process: informers for Services and Endpoints feeding
+//!   the proxier; `--dry-run` prints the rules instead.
 //! - [`netns`]: network namespaces for tests and benchmarks.
 //! - [`perf`]: the benchmark.
 
@@ -24,5 +27,7 @@ pub mod conntrack;
 pub mod proxier;
 pub mod route;
 pub mod server;
+pub mod options;
+pub mod run;
 pub mod netns;
 pub mod perf;

@@ -39,7 +39,7 @@ use prometheus_client::registry::Registry;
 use crate::conntrack::{Cleanup, Conntrack};
 use crate::iptables::{saved_chains, Iptables};
 use crate::model::{self, NamespacedName, Protocol, ProxiedPort};
-use crate::rules::{self, Entry, Extras, JumpRule, RulesConfig};
+use crate::rules::{self, Entry, Extras, JumpRule, RulesConfig, TopChains};
 
 /// kube-proxy's flags of the same names.
 #[derive(Debug, Clone)]
@@ -95,6 +95,9 @@ pub struct SyncReport {
     pub filter_rules: usize,
     pub chains_deleted: usize,
     pub jumps_added: usize,
+    /// Top-level chains (`KUBE-SERVICES`, …) rewritten: all of them in a
+    /// full sync; in a partial sync only those whose rules changed.
+    pub top_chains_written: usize,
     pub bytes: usize,
     /// Whole sync, including rendering and bookkeeping.
     pub duration: Duration,
@@ -184,6 +187,12 @@ struct State {
     need_inspect: bool,
     /// Our per-service nat chains that the kernel holds (as far as we know).
     kernel_chains: HashSet<String>,
+    /// The top-level chains as the last successful restore left them; a
+    /// partial sync skips those that would not change. `None` when unknown
+    /// (start, after a failure).
+    applied_top_chains: Option<TopChains>,
+    /// Large-cluster mode (no per-endpoint comments) of the applied rules.
+    applied_large_cluster: Option<bool>,
     pending_conntrack: BTreeSet<Cleanup>,
     /// When the oldest not-yet-applied change arrived.
     pending_since: Option<Instant>,
@@ -226,6 +235,8 @@ impl Proxier {
                 need_full: true,
                 need_inspect: true,
                 kernel_chains: HashSet::new(),
+                applied_top_chains: None,
+                applied_large_cluster: None,
                 pending_conntrack: BTreeSet::new(),
                 pending_since: None,
                 last_sync_end: None,
@@ -334,7 +345,7 @@ impl Proxier {
         }
         let entries: Vec<Entry<'_>> = ports.values().flatten().map(|p| Entry { port: p, write_chains: true }).collect();
         let jumps = rules::jump_rules(&self.cfg.rules);
-        rules::render(&self.cfg.rules, &entries, &Extras { delete_nat_chains: &[], add_jumps: &jumps }).text
+        rules::render(&self.cfg.rules, &entries, &Extras { delete_nat_chains: &[], add_jumps: &jumps, applied_top_chains: None }).text
     }
 
     /// Read our chains and jumps from the kernel (`iptables-save`).
@@ -359,7 +370,7 @@ impl Proxier {
         let mut report = SyncReport::default();
 
         // Decide the kind of sync.
-        let (full, inspect) = {
+        let (mut full, inspect) = {
             let st = lock(&self.state);
             if !(st.services_synced && st.endpoints_synced) {
                 tracing::debug!("not syncing iptables until Services and Endpoints have been received");
@@ -373,7 +384,6 @@ impl Proxier {
             }
         };
         report.ran = true;
-        report.full = full;
         report.inspected = inspect;
 
         // Read the kernel's view (slow on big tables: outside the state lock).
@@ -388,7 +398,7 @@ impl Proxier {
         }
 
         // Bring the model up to date and render, under the state lock.
-        let (text, new_kernel_chains, stale, cleanups) = {
+        let (text, new_kernel_chains, stale, cleanups, top_chains, large_cluster) = {
             let mut st = lock(&self.state);
             let st = &mut *st;
             let dirty = std::mem::take(&mut st.dirty);
@@ -410,6 +420,14 @@ impl Proxier {
                 if !new_ports.is_empty() {
                     st.ports.insert(name.clone(), new_ports);
                 }
+            }
+
+            // Crossing the large-cluster threshold changes the text of every
+            // service chain (comments on or off), not just the dirty ones.
+            let total_endpoints: usize = st.ports.values().flatten().map(|p| p.endpoints.len()).sum();
+            let large_cluster = rules::is_large_cluster(total_endpoints);
+            if !full && st.applied_large_cluster != Some(large_cluster) {
+                full = true;
             }
 
             let mut add_jumps = Vec::new();
@@ -447,20 +465,31 @@ impl Proxier {
                 })
                 .collect();
             report.services_written = entries.iter().filter(|e| e.write_chains).count();
-            let r = rules::render(&self.cfg.rules, &entries, &Extras { delete_nat_chains: &stale, add_jumps: &add_jumps });
+            // A partial sync leaves out the top-level chains that would not
+            // change; a full one rewrites them all (it is also the repair
+            // for anything that changed them behind our back).
+            let applied_top_chains = if full { None } else { st.applied_top_chains.as_ref() };
+            let r = rules::render(
+                &self.cfg.rules,
+                &entries,
+                &Extras { delete_nat_chains: &stale, add_jumps: &add_jumps, applied_top_chains },
+            );
+            report.top_chains_written = r.top_chains_written;
             report.nat_rules_written = r.nat_rules_written;
             report.nat_rules_total = r.nat_rules_total;
             report.filter_rules = r.filter_rules;
             report.jumps_added = add_jumps.len();
             report.chains_deleted = stale.len();
             let cleanups: Vec<Cleanup> = st.pending_conntrack.iter().cloned().collect();
-            (r.text, new_kernel_chains, stale, cleanups)
+            (r.text, new_kernel_chains, stale, cleanups, r.top_chains, large_cluster)
         };
+        report.full = full;
         report.bytes = text.len();
 
-        // Apply: one iptables-restore for both tables.
+        // Apply: one iptables-restore for both tables (none when nothing
+        // would change).
         let t = Instant::now();
-        let result = self.ipt.restore(&text);
+        let result = if text.is_empty() { Ok(()) } else { self.ipt.restore(&text) };
         report.restore_duration = t.elapsed();
 
         let mut st = lock(&self.state);
@@ -468,6 +497,8 @@ impl Proxier {
         match result {
             Ok(()) => {
                 st.kernel_chains = new_kernel_chains;
+                st.applied_top_chains = Some(top_chains);
+                st.applied_large_cluster = Some(large_cluster);
                 st.need_full = false;
                 st.need_inspect = false;
                 st.retry_at = None;
@@ -521,6 +552,8 @@ impl Proxier {
                 // next sync must be a full one that looks at the kernel first.
                 st.need_full = true;
                 st.need_inspect = true;
+                st.applied_top_chains = None;
+                st.applied_large_cluster = None;
                 st.retry_at = Some(Instant::now() + self.cfg.retry_period);
                 st.pending_since.get_or_insert(start);
                 drop(st);
@@ -727,14 +760,117 @@ mod tests {
         let declared = chains_declared(&text);
         assert!(declared.contains(&s2) && !declared.contains(&s1), "{text}");
         assert!(text.contains(&format!("-X {gone}")), "{text}");
-        // …but the top-level KUBE-SERVICES still jumps to both.
-        assert!(text.contains(&format!("-j {s1}")) && text.contains(&format!("-j {s2}")));
-        // The rules metric counts s1's untouched rules too.
+        // …and KUBE-SERVICES, whose jump to s2 is unchanged, is not rewritten.
+        assert!(!declared.iter().any(|c| c == rules::KUBE_SERVICES), "{text}");
+        assert!(!text.contains(&format!("-j {s1}")), "{text}");
+        assert!(!text.contains("*filter"), "{text}");
+        // The rules metric counts the untouched rules too.
         assert_eq!(r.nat_rules_total, 4 + 2 + (2 + 4) + (1 + 2) + 1);
 
-        // Nothing changed: a partial sync writes no service chain.
+        // Nothing changed: a partial sync writes nothing, so runs no restore.
+        let before = lock(&ipt.restores).len();
         let r = p.sync(SyncKind::Auto).unwrap();
-        assert_eq!((r.full, r.services_written), (false, 0));
+        assert_eq!((r.full, r.services_written, r.top_chains_written, r.bytes), (false, 0, 0, 0));
+        assert_eq!(lock(&ipt.restores).len(), before);
+    }
+
+    /// After `change` and a partial sync: the top-level chains the restore
+    /// rewrote (`table/chain`, in order) and whether the sync was full.
+    fn check_top_chains(p: &Proxier, ipt: &FakeIptables, change: &dyn Fn(&Proxier), expected: (&[&str], bool)) {
+        let before = lock(&ipt.restores).len();
+        change(p);
+        let r = p.sync(SyncKind::Auto).unwrap();
+        let restores = lock(&ipt.restores);
+        let text = if restores.len() > before { restores.last().unwrap().clone() } else { String::new() };
+        let mut got = Vec::new();
+        let mut table = "";
+        for l in text.lines() {
+            if let Some(t) = l.strip_prefix('*') {
+                table = if t == "nat" { "nat" } else { "filter" };
+            }
+            if let Some(c) = l.strip_prefix(":KUBE-").map(|c| c.split(' ').next().unwrap()) {
+                if !rules::is_service_chain(&format!("KUBE-{c}")) {
+                    got.push(format!("{table}/KUBE-{c}"));
+                }
+            }
+        }
+        assert_eq!((got.iter().map(String::as_str).collect::<Vec<_>>().as_slice(), r.full), expected, "{text}");
+        assert_eq!(r.top_chains_written, expected.0.len());
+    }
+
+    fn np_svc(ns: &str, name: &str, ip: &str, node_port: u16) -> Service {
+        serde_json::from_value(json!({"metadata":{"namespace":ns,"name":name},
+            "spec":{"type":"NodePort","clusterIP":ip,"ports":[{"name":"p","port":80,"protocol":"TCP","nodePort":node_port}]}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn partial_sync_skips_unchanged_top_level_chains() {
+        let (p, ipt, _) = setup();
+        p.on_services_synced();
+        p.on_endpoints_synced();
+        p.on_service_update(&svc("a", "s1", "10.96.0.1", "TCP"));
+        p.on_endpoints_update(&eps("a", "s1", &["10.1.0.1", "10.1.0.2"], "TCP"));
+        p.on_service_update(&np_svc("a", "np", "10.96.0.2", 30080));
+        p.on_endpoints_update(&eps("a", "np", &["10.1.0.3"], "TCP"));
+        let all = [
+            "nat/KUBE-SERVICES",
+            "nat/KUBE-NODEPORTS",
+            "nat/KUBE-POSTROUTING",
+            "nat/KUBE-MARK-MASQ",
+            "filter/KUBE-SERVICES",
+            "filter/KUBE-EXTERNAL-SERVICES",
+            "filter/KUBE-FORWARD",
+            "filter/KUBE-FIREWALL",
+        ];
+        let steps: Vec<(&str, Box<dyn Fn(&Proxier)>, (&[&str], bool))> = vec![
+            ("first sync is full", Box::new(|_| {}), (&all, true)),
+            ("endpoint replaced", Box::new(|p| p.on_endpoints_update(&eps("a", "s1", &["10.1.0.1", "10.1.0.9"], "TCP"))), (&[], false)),
+            ("endpoint added to a NodePort service", Box::new(|p| p.on_endpoints_update(&eps("a", "np", &["10.1.0.3", "10.1.0.4"], "TCP"))), (&[], false)),
+            ("new service", Box::new(|p| p.on_service_update(&svc("a", "s3", "10.96.0.3", "TCP"))), (&["filter/KUBE-SERVICES"], false)),
+            ("it gets endpoints", Box::new(|p| p.on_endpoints_update(&eps("a", "s3", &["10.1.0.5"], "TCP"))), (&["nat/KUBE-SERVICES", "filter/KUBE-SERVICES"], false)),
+            ("NodePort service loses its endpoints", Box::new(|p| p.on_endpoints_update(&eps("a", "np", &[], "TCP"))),
+                (&["nat/KUBE-SERVICES", "nat/KUBE-NODEPORTS", "filter/KUBE-SERVICES", "filter/KUBE-EXTERNAL-SERVICES"], false)),
+            ("service deleted", Box::new(|p| p.on_service_delete(&svc("a", "s1", "10.96.0.1", "TCP"))), (&["nat/KUBE-SERVICES"], false)),
+            ("nothing changed", Box::new(|_| {}), (&[], false)),
+        ];
+        for (what, change, expected) in &steps {
+            eprintln!("step: {what}");
+            check_top_chains(&p, &ipt, change.as_ref(), *expected);
+        }
+
+        // A failed restore: the kernel state is unknown, so the next sync
+        // is full and rewrites every top-level chain.
+        p.on_endpoints_update(&eps("a", "s3", &["10.1.0.6"], "TCP"));
+        *lock(&ipt.fail_next) = true;
+        assert!(p.sync(SyncKind::Auto).is_err());
+        check_top_chains(&p, &ipt, &|_| {}, (&all, true));
+        assert!(lock(&ipt.restores).last().unwrap().contains("--to-destination 10.1.0.6:8080"));
+    }
+
+    #[test]
+    fn crossing_large_cluster_threshold_forces_full_sync() {
+        let (p, ipt, _) = setup();
+        p.on_services_synced();
+        p.on_endpoints_synced();
+        let ips: Vec<String> = (0..rules::LARGE_CLUSTER_ENDPOINTS_THRESHOLD).map(|i| format!("10.2.{}.{}", i / 250, i % 250 + 1)).collect();
+        let refs: Vec<&str> = ips.iter().map(String::as_str).collect();
+        p.on_service_update(&svc("a", "big", "10.96.0.1", "TCP"));
+        p.on_endpoints_update(&eps("a", "big", &refs, "TCP"));
+        p.on_service_update(&svc("a", "small", "10.96.0.2", "TCP"));
+        let r = p.sync(SyncKind::Auto).unwrap();
+        assert!(r.full);
+        assert!(lock(&ipt.restores).last().unwrap().contains("-m comment --comment \"a/big:p -> "));
+        // One more endpoint (elsewhere) switches comments off everywhere:
+        // every service chain is rewritten, not only the changed one.
+        p.on_endpoints_update(&eps("a", "small", &["10.1.0.1"], "TCP"));
+        let r = p.sync(SyncKind::Auto).unwrap();
+        assert!(r.full && r.services_written == 2, "{r:?}");
+        assert!(!lock(&ipt.restores).last().unwrap().contains("-m comment --comment \"a/big:p -> "));
+        // Back to partial once the mode is stable.
+        p.on_endpoints_update(&eps("a", "small", &["10.1.0.2"], "TCP"));
+        let r = p.sync(SyncKind::Auto).unwrap();
+        assert!(!r.full && r.services_written == 1, "{r:?}");
     }
 
     #[test]

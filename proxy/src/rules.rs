@@ -213,17 +213,49 @@ pub struct Extras<'a> {
     pub delete_nat_chains: &'a [String],
     /// Jump rules found missing from the built-in chains.
     pub add_jumps: &'a [JumpRule],
+    /// The top-level chains as the kernel holds them (what the last
+    /// successful restore wrote). A top-level chain whose rules are the same
+    /// now is left out of the restore. `None`: write every top-level chain.
+    pub applied_top_chains: Option<&'a TopChains>,
+}
+
+/// The rules of each top-level chain (`KUBE-SERVICES`, `KUBE-NODEPORTS`, …),
+/// as text, keyed by (table, chain).
+///
+/// Why keep them: with 10,000 services, `KUBE-SERVICES` holds 10,000 rules,
+/// and rewriting it costs `iptables-restore` far more than the one service
+/// chain that an endpoint change touches. Most changes (a pod replaced, a
+/// replica added) leave the top-level chains exactly as they were: the jump
+/// `-d <cluster IP> --dport <port> -j KUBE-SVC-<hash>` names the service,
+/// not its endpoints. So a partial sync compares each top-level chain with
+/// what the last successful restore wrote and sends it only if it differs.
+/// A chain's text names every chain it jumps to, so an unchanged top-level
+/// chain never points at a chain this restore creates or deletes.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TopChains(std::collections::BTreeMap<(&'static str, &'static str), String>);
+
+impl TopChains {
+    /// The rules (one `-A` line each) of `chain` in `table`.
+    pub fn get(&self, table: &str, chain: &str) -> Option<&str> {
+        self.0.iter().find(|((t, c), _)| *t == table && *c == chain).map(|(_, s)| s.as_str())
+    }
 }
 
 /// The restore input plus counts for metrics.
 #[derive(Debug, Default)]
 pub struct Rendered {
+    /// Empty when there is nothing to change.
     pub text: String,
     pub filter_rules: usize,
     /// nat rules in the kernel after this restore (written + untouched).
     pub nat_rules_total: usize,
     /// nat rules actually written by this restore.
     pub nat_rules_written: usize,
+    /// Every top-level chain's rules after this restore (written or not):
+    /// pass it back as [`Extras::applied_top_chains`] once it is applied.
+    pub top_chains: TopChains,
+    /// How many top-level chains the text rewrites.
+    pub top_chains_written: usize,
 }
 
 /// A line buffer that can also just count (for chains a partial sync skips,
@@ -248,27 +280,72 @@ macro_rules! emit {
     }};
 }
 
+/// The top-level chains being rendered, one buffer each.
+struct TopLevel {
+    nat_services: Buf,
+    nat_nodeports: Buf,
+    nat_postrouting: Buf,
+    nat_mark_masq: Buf,
+    filter_services: Buf,
+    filter_external: Buf,
+    filter_forward: Buf,
+    /// Only with `localhost_nodeports`.
+    filter_firewall: Option<Buf>,
+}
+
+impl TopLevel {
+    /// (table, chain, rules), in the order they are declared.
+    fn into_chains(self) -> Vec<(&'static str, &'static str, Buf)> {
+        let mut v = vec![
+            ("nat", KUBE_SERVICES, self.nat_services),
+            ("nat", KUBE_NODEPORTS, self.nat_nodeports),
+            ("nat", KUBE_POSTROUTING, self.nat_postrouting),
+            ("nat", KUBE_MARK_MASQ, self.nat_mark_masq),
+            ("filter", KUBE_SERVICES, self.filter_services),
+            ("filter", KUBE_EXTERNAL_SERVICES, self.filter_external),
+            ("filter", KUBE_FORWARD, self.filter_forward),
+        ];
+        if let Some(fw) = self.filter_firewall {
+            v.push(("filter", KUBE_FIREWALL, fw));
+        }
+        v
+    }
+}
+
+/// Is the ruleset in "large cluster mode" (no per-endpoint comments)?
+pub fn is_large_cluster(total_endpoints: usize) -> bool {
+    total_endpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD
+}
+
 /// Render the restore input for `entries` (sorted as the caller wants them
 /// to appear; the proxier keeps them sorted by service port name).
+///
+/// Layout of each table: chain declarations (declaring flushes), missing
+/// jumps from built-in chains, the top-level chains' rules, the service
+/// chains' rules, then `-X` of deleted chains. Rules of one chain stay in
+/// order; iptables-restore does not care how chains interleave.
 pub fn render(cfg: &RulesConfig, entries: &[Entry<'_>], extras: &Extras<'_>) -> Rendered {
     let total_endpoints: usize = entries.iter().map(|e| e.port.endpoints.len()).sum();
-    let large_cluster = total_endpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
+    let large_cluster = is_large_cluster(total_endpoints);
     let written_eps: usize = entries.iter().filter(|e| e.write_chains).map(|e| e.port.endpoints.len()).sum();
+    let written_ports = entries.iter().filter(|e| e.write_chains).count();
     let mark = &cfg.masquerade_mark;
 
-    let mut filter_chains = Buf::new(256);
-    let mut filter_rules = Buf::new(256 + entries.len() * 16);
+    let mut top = TopLevel {
+        nat_services: Buf::new(256 + entries.len() * 160),
+        nat_nodeports: Buf::new(256),
+        nat_postrouting: Buf::new(256),
+        nat_mark_masq: Buf::new(64),
+        filter_services: Buf::new(256),
+        filter_external: Buf::new(256),
+        filter_forward: Buf::new(512),
+        filter_firewall: cfg.localhost_nodeports.then(|| Buf::new(256)),
+    };
+    // The per-service nat chains that this restore rewrites.
     let mut nat_chains = Buf::new(256 + written_eps * 32);
-    let mut nat_rules = Buf::new(1024 + entries.len() * 160 + written_eps * 300);
+    let mut nat_rules = Buf::new(1024 + written_ports * 300 + written_eps * 300);
     // Rules of skipped chains go here: counted, never formatted.
     let mut skipped = Buf::new(0);
-
-    for c in [KUBE_SERVICES, KUBE_EXTERNAL_SERVICES, KUBE_FORWARD] {
-        emit!(filter_chains, true, ":{c} - [0:0]");
-    }
-    for c in [KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ] {
-        emit!(nat_chains, true, ":{c} - [0:0]");
-    }
 
     // Missing jumps from built-in chains go first, after the chain lines
     // (restore needs the target chain declared before a rule names it).
@@ -279,36 +356,36 @@ pub fn render(cfg: &RulesConfig, entries: &[Entry<'_>], extras: &Extras<'_>) -> 
         let _ = writeln!(dst, "-I {} 1 {}", j.from, j.spec());
     }
 
-    emit!(nat_rules, true, "-A {KUBE_POSTROUTING} -m mark ! --mark {mark}/{mark} -j RETURN");
+    emit!(top.nat_postrouting, true, "-A {KUBE_POSTROUTING} -m mark ! --mark {mark}/{mark} -j RETURN");
     // Clear the mark so a packet re-traversing the stack is not masqueraded twice.
-    emit!(nat_rules, true, "-A {KUBE_POSTROUTING} -j MARK --xor-mark {mark}");
+    emit!(top.nat_postrouting, true, "-A {KUBE_POSTROUTING} -j MARK --xor-mark {mark}");
     emit!(
-        nat_rules,
+        top.nat_postrouting,
         true,
         "-A {KUBE_POSTROUTING} -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE{}",
         if cfg.random_fully { " --random-fully" } else { "" }
     );
-    emit!(nat_rules, true, "-A {KUBE_MARK_MASQ} -j MARK --or-mark {mark}");
+    emit!(top.nat_mark_masq, true, "-A {KUBE_MARK_MASQ} -j MARK --or-mark {mark}");
 
-    if cfg.localhost_nodeports {
+    if let Some(fw) = top.filter_firewall.as_mut() {
         // route_localnet lets packets to 127.0.0.1 be routed; this closes the
         // hole for anything that was not DNATed by us (issue 90259).
-        emit!(filter_chains, true, ":{KUBE_FIREWALL} - [0:0]");
         emit!(
-            filter_rules,
+            fw,
             true,
             "-A {KUBE_FIREWALL} -m comment --comment \"block incoming localnet connections\" -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"
         );
     }
 
     for e in entries {
-        write_service(cfg, e, large_cluster, &mut filter_rules, &mut nat_chains, &mut nat_rules, &mut skipped);
+        write_service(cfg, e, large_cluster, &mut top, &mut nat_chains, &mut nat_rules, &mut skipped);
     }
 
+    let mut deletes = String::new();
     for chain in extras.delete_nat_chains {
         // Declaring flushes it; then it can be deleted.
-        emit!(nat_chains, true, ":{chain} - [0:0]");
-        let _ = writeln!(nat_rules.s, "-X {chain}");
+        let _ = writeln!(nat_chains.s, ":{chain} - [0:0]");
+        let _ = writeln!(deletes, "-X {chain}");
     }
 
     // Must be the last rule of KUBE-SERVICES: only traffic that matched no
@@ -316,7 +393,7 @@ pub fn render(cfg: &RulesConfig, entries: &[Entry<'_>], extras: &Extras<'_>) -> 
     if cfg.nodeport_addresses.is_empty() {
         let not_lo = if cfg.localhost_nodeports { "" } else { " ! -d 127.0.0.0/8" };
         emit!(
-            nat_rules,
+            top.nat_services,
             true,
             "-A {KUBE_SERVICES} -m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -m addrtype --dst-type LOCAL{not_lo} -j {KUBE_NODEPORTS}"
         );
@@ -326,7 +403,7 @@ pub fn render(cfg: &RulesConfig, entries: &[Entry<'_>], extras: &Extras<'_>) -> 
                 continue;
             }
             emit!(
-                nat_rules,
+                top.nat_services,
                 true,
                 "-A {KUBE_SERVICES} -m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -d {ip} -j {KUBE_NODEPORTS}"
             );
@@ -335,48 +412,89 @@ pub fn render(cfg: &RulesConfig, entries: &[Entry<'_>], extras: &Extras<'_>) -> 
 
     // Forwarded traffic: drop INVALID (spurious RSTs), accept what we marked
     // and its replies even when the FORWARD policy is DROP.
-    emit!(filter_rules, true, "-A {KUBE_FORWARD} -m conntrack --ctstate INVALID -j DROP");
+    emit!(top.filter_forward, true, "-A {KUBE_FORWARD} -m conntrack --ctstate INVALID -j DROP");
     emit!(
-        filter_rules,
+        top.filter_forward,
         true,
         "-A {KUBE_FORWARD} -m comment --comment \"kubernetes forwarding rules\" -m mark --mark {mark}/{mark} -j ACCEPT"
     );
     emit!(
-        filter_rules,
+        top.filter_forward,
         true,
         "-A {KUBE_FORWARD} -m comment --comment \"kubernetes forwarding conntrack rule\" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
     );
 
-    let mut text = String::with_capacity(
-        filter_chains.s.len() + filter_rules.s.len() + nat_chains.s.len() + nat_rules.s.len() + filter_jumps.len() + nat_jumps.len() + 64,
-    );
+    // Decide, per top-level chain, whether this restore rewrites it.
+    let mut out = Rendered {
+        nat_rules_written: nat_rules.lines,
+        nat_rules_total: nat_rules.lines + skipped.lines,
+        ..Default::default()
+    };
+    let (mut nat_top_decl, mut nat_top_rules) = (String::new(), String::new());
+    let (mut filter_top_decl, mut filter_top_rules) = (String::new(), String::new());
+    for (table, chain, buf) in top.into_chains() {
+        let unchanged = extras.applied_top_chains.and_then(|a| a.get(table, chain)).is_some_and(|prev| prev == buf.s);
+        let (decl, rules) = if table == "nat" {
+            out.nat_rules_total += buf.lines;
+            if !unchanged {
+                out.nat_rules_written += buf.lines;
+            }
+            (&mut nat_top_decl, &mut nat_top_rules)
+        } else {
+            out.filter_rules += buf.lines;
+            (&mut filter_top_decl, &mut filter_top_rules)
+        };
+        if !unchanged {
+            let _ = writeln!(decl, ":{chain} - [0:0]");
+            rules.push_str(&buf.s);
+            out.top_chains_written += 1;
+        }
+        out.top_chains.0.insert((table, chain), buf.s);
+    }
+
     // nat first (upstream writes filter first): each table commits on its
     // own, and iptables-restore stops at the first error. The nat table is
     // the big one, so if anything fails it fails before either table
     // changed; the small filter table then rarely can fail on its own.
-    text.push_str("*nat\n");
-    text.push_str(&nat_chains.s);
-    text.push_str(&nat_jumps);
-    text.push_str(&nat_rules.s);
-    text.push_str("COMMIT\n*filter\n");
-    text.push_str(&filter_chains.s);
-    text.push_str(&filter_jumps);
-    text.push_str(&filter_rules.s);
-    text.push_str("COMMIT\n");
-
-    Rendered {
-        text,
-        filter_rules: filter_rules.lines,
-        nat_rules_total: nat_rules.lines + skipped.lines,
-        nat_rules_written: nat_rules.lines,
+    // A table with nothing to change is left out.
+    let mut text = String::with_capacity(
+        nat_top_decl.len()
+            + nat_chains.s.len()
+            + nat_jumps.len()
+            + nat_top_rules.len()
+            + nat_rules.s.len()
+            + deletes.len()
+            + filter_top_decl.len()
+            + filter_jumps.len()
+            + filter_top_rules.len()
+            + 64,
+    );
+    if !(nat_top_decl.is_empty() && nat_chains.s.is_empty() && nat_jumps.is_empty()) {
+        text.push_str("*nat\n");
+        text.push_str(&nat_top_decl);
+        text.push_str(&nat_chains.s);
+        text.push_str(&nat_jumps);
+        text.push_str(&nat_top_rules);
+        text.push_str(&nat_rules.s);
+        text.push_str(&deletes);
+        text.push_str("COMMIT\n");
     }
+    if !(filter_top_decl.is_empty() && filter_jumps.is_empty()) {
+        text.push_str("*filter\n");
+        text.push_str(&filter_top_decl);
+        text.push_str(&filter_jumps);
+        text.push_str(&filter_top_rules);
+        text.push_str("COMMIT\n");
+    }
+    out.text = text;
+    out
 }
 
 fn write_service(
     cfg: &RulesConfig,
     e: &Entry<'_>,
     large_cluster: bool,
-    filter_rules: &mut Buf,
+    top: &mut TopLevel,
     nat_chains_main: &mut Buf,
     nat_rules_main: &mut Buf,
     skipped: &mut Buf,
@@ -386,10 +504,10 @@ fn write_service(
     let name = &p.name_string;
     let has = p.has_endpoints();
 
-    // --- Top-level chains: always written. ---
+    // --- Top-level chains: always rendered (written if they changed). ---
     if has {
         emit!(
-            nat_rules_main,
+            top.nat_services,
             true,
             "-A {KUBE_SERVICES} -m comment --comment \"{name} cluster IP\" -m {proto} -p {proto} -d {} --dport {} -j {}",
             p.cluster_ip,
@@ -398,7 +516,7 @@ fn write_service(
         );
     } else {
         emit!(
-            filter_rules,
+            top.filter_services,
             true,
             "-A {KUBE_SERVICES} -m comment --comment \"{name} has no endpoints\" -m {proto} -p {proto} -d {} --dport {} -j REJECT",
             p.cluster_ip,
@@ -408,7 +526,7 @@ fn write_service(
     for ip in &p.external_ips {
         if has {
             emit!(
-                nat_rules_main,
+                top.nat_services,
                 true,
                 "-A {KUBE_SERVICES} -m comment --comment \"{name} external IP\" -m {proto} -p {proto} -d {ip} --dport {} -j {}",
                 p.port,
@@ -416,7 +534,7 @@ fn write_service(
             );
         } else {
             emit!(
-                filter_rules,
+                top.filter_external,
                 true,
                 "-A {KUBE_EXTERNAL_SERVICES} -m comment --comment \"{name} has no endpoints\" -m {proto} -p {proto} -d {ip} --dport {} -j REJECT",
                 p.port
@@ -426,14 +544,14 @@ fn write_service(
     if let Some(np) = p.node_port {
         if has {
             emit!(
-                nat_rules_main,
+                top.nat_nodeports,
                 true,
                 "-A {KUBE_NODEPORTS} -m comment --comment {name} -m {proto} -p {proto} --dport {np} -j {}",
                 p.ext_chain
             );
         } else {
             emit!(
-                filter_rules,
+                top.filter_external,
                 true,
                 "-A {KUBE_EXTERNAL_SERVICES} -m comment --comment \"{name} has no endpoints\" -m addrtype --dst-type LOCAL -m {proto} -p {proto} --dport {np} -j REJECT"
             );
