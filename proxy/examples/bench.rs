@@ -1,4 +1,6 @@
-//! Sync benchmark: `cargo run --release -p rkube-proxy --example bench [--quick] [--reps N]`
+//! Sync benchmark: `cargo run --release -p rkube-proxy --example bench [--quick] [--reps N] [--cases 1000x2,5000x2]`
+//! (`--reps 0` skips the repeated full syncs and raw restores: only the
+//! cold sync and the endpoint-change latency are measured)
 //! (root; runs in throwaway network namespaces).
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();

@@ -27,19 +27,25 @@ pub struct BenchResult {
     pub bytes: usize,
     /// First sync of a fresh proxier: full, with `iptables-save` inspection.
     pub cold_sync: Duration,
-    /// Full sync replacing the same ruleset (best of the repetitions).
-    pub full_sync: Duration,
+    /// Full sync replacing the same ruleset (best of the repetitions);
+    /// None with 0 repetitions.
+    pub full_sync: Option<Duration>,
     /// Of which: generating the text and bookkeeping (not iptables).
-    pub full_sync_overhead: Duration,
+    pub full_sync_overhead: Option<Duration>,
     /// Bare `iptables-restore --noflush` of the same text (best of reps).
-    pub raw_restore: Duration,
-    /// One Endpoints change → rules applied (partial sync), median.
+    pub raw_restore: Option<Duration>,
+    /// One Endpoints change → rules applied (partial sync), median of 5.
     pub endpoint_change: Duration,
+    /// Of which: the `iptables-restore` run (same sync as the median).
+    pub endpoint_change_restore: Duration,
+    /// Bytes of restore input for that change.
+    pub endpoint_change_bytes: usize,
 }
 
 impl BenchResult {
-    pub fn ratio(&self) -> f64 {
-        self.full_sync.as_secs_f64() / self.raw_restore.as_secs_f64()
+    /// Our full sync over the bare restore of the same text.
+    pub fn ratio(&self) -> Option<f64> {
+        Some(self.full_sync?.as_secs_f64() / self.raw_restore?.as_secs_f64())
     }
 }
 
@@ -78,22 +84,24 @@ fn run_case(services: usize, per: usize, reps: usize) -> anyhow::Result<BenchRes
     p.on_endpoints_synced();
 
     let cold = p.sync(SyncKind::Auto)?;
-    let mut full_sync = Duration::MAX;
-    let mut overhead = Duration::MAX;
-    let mut raw = Duration::MAX;
-    let mut text = String::new();
-    let mut nat_rules = 0;
+    let mut full_sync: Option<Duration> = None;
+    let mut overhead: Option<Duration> = None;
+    let mut raw: Option<Duration> = None;
+    let mut nat_rules = cold.nat_rules_total;
+    let mut bytes = cold.bytes;
     for _ in 0..reps {
         let r = p.sync(SyncKind::Full)?;
-        if r.duration < full_sync {
-            full_sync = r.duration;
-            overhead = r.duration - r.restore_duration;
+        if full_sync.is_none_or(|f| r.duration < f) {
+            full_sync = Some(r.duration);
+            overhead = Some(r.duration - r.restore_duration);
         }
         nat_rules = r.nat_rules_total;
-        text = r.text.unwrap_or_default();
+        let text = r.text.unwrap_or_default();
+        bytes = text.len();
         let t = Instant::now();
         restore_with("iptables-restore", &text).map_err(|e| anyhow::anyhow!("{e}"))?;
-        raw = raw.min(t.elapsed());
+        let d = t.elapsed();
+        raw = Some(raw.map_or(d, |r| r.min(d)));
     }
 
     let mut changes = Vec::new();
@@ -102,31 +110,35 @@ fn run_case(services: usize, per: usize, reps: usize) -> anyhow::Result<BenchRes
         p.on_endpoints_update(&eps(services / 2, per, g));
         let r = p.sync(SyncKind::Auto)?;
         anyhow::ensure!(!r.full && r.services_written == 1, "expected a partial sync, got {r:?}");
-        changes.push(t.elapsed());
+        changes.push((t.elapsed(), r.restore_duration, r.bytes));
     }
     changes.sort();
+    let median = changes[changes.len() / 2];
 
     Ok(BenchResult {
         services,
         endpoints_per_service: per,
         nat_rules,
-        bytes: text.len(),
+        bytes,
         cold_sync: cold.duration,
         full_sync,
         full_sync_overhead: overhead,
         raw_restore: raw,
-        endpoint_change: changes[changes.len() / 2],
+        endpoint_change: median.0,
+        endpoint_change_restore: median.1,
+        endpoint_change_bytes: median.2,
     })
 }
 
 /// Run every `(services, endpoints per service)` case, each in its own
 /// throwaway network namespace, with `reps` repetitions of the full sync
-/// and raw restore (the best is kept).
+/// and raw restore (the best is kept; 0 skips them: at 10,000 services
+/// each is a long restore).
 pub fn bench(cases: &[(usize, usize)], reps: usize) -> anyhow::Result<Vec<BenchResult>> {
     let mut out = Vec::new();
     for &(services, per) in cases {
         let ns = NetNs::new("rkpb")?;
-        let r = ns.run(move || run_case(services, per, reps.max(1)))??;
+        let r = ns.run(move || run_case(services, per, reps))??;
         out.push(r);
     }
     Ok(out)
@@ -135,22 +147,25 @@ pub fn bench(cases: &[(usize, usize)], reps: usize) -> anyhow::Result<Vec<BenchR
 /// A table for humans.
 pub fn format_results(results: &[BenchResult]) -> String {
     let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
+    let opt = |d: Option<Duration>| d.map(ms).unwrap_or_else(|| "-".into());
     let mut s = String::from(
-        "services  eps/svc  nat rules   MiB  cold sync ms  full sync ms (ours)  raw restore ms  ratio  1 endpoint change ms\n",
+        "services  eps/svc  nat rules   MiB  cold sync ms  full sync ms (ours)  raw restore ms  ratio  1 endpoint change ms (restore ms, bytes)\n",
     );
     for r in results {
         s.push_str(&format!(
-            "{:>8}  {:>7}  {:>9}  {:>4.1}  {:>12}  {:>12} ({:>5})  {:>14}  {:>5.2}  {:>21}\n",
+            "{:>8}  {:>7}  {:>9}  {:>4.1}  {:>12}  {:>12} ({:>5})  {:>14}  {:>5}  {:>8} ({:>6}, {:>5})\n",
             r.services,
             r.endpoints_per_service,
             r.nat_rules,
             r.bytes as f64 / 1048576.0,
             ms(r.cold_sync),
-            ms(r.full_sync),
-            ms(r.full_sync_overhead),
-            ms(r.raw_restore),
-            r.ratio(),
+            opt(r.full_sync),
+            opt(r.full_sync_overhead),
+            opt(r.raw_restore),
+            r.ratio().map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into()),
             ms(r.endpoint_change),
+            ms(r.endpoint_change_restore),
+            r.endpoint_change_bytes,
         ));
     }
     s
