@@ -7,6 +7,7 @@
 //!   containerd, CNI, local images) and the fake runtime.
 //! * [`simulated`] — many fake nodes in one process (kwok-like).
 
+pub mod bench;
 pub mod exec;
 pub mod logs;
 pub mod node;
