@@ -19,10 +19,12 @@
 //! **Eviction.** A pod on a node with a NoExecute taint is deleted once it
 //! has been there longer than its toleration's `tolerationSeconds` (counted
 //! from the taint's `timeAdded`); no matching toleration means at once.
-//! Kubernetes' DefaultTolerationSeconds admission plugin gives every pod a
-//! 300 s toleration for not-ready and unreachable; rkube's apiserver has no
-//! such plugin, so pods without their own toleration for those two taints
-//! get `--pod-eviction-timeout` here instead.
+//! The apiserver's DefaultTolerationSeconds admission plugin gives every
+//! new pod a 300 s toleration for not-ready and unreachable, so by default
+//! pods leave a lost node after five minutes. A pod that has no toleration
+//! for those two taints at all (the plugin disabled, or a pod created
+//! before it) gets `--pod-eviction-timeout` (the flag's historical
+//! meaning) rather than being evicted at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -103,7 +103,10 @@ spec:
   selector: {matchLabels: {app: web}}
   template:
     metadata: {labels: {app: web}}
-    spec: {containers: [{name: c, image: nginx}]}
+    spec:
+      containers: [{name: c, image: nginx}]
+      # Leave a lost node after 2 s (the apiserver's default is 300 s).
+      tolerations: [{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}]
 "#);
     assert!(out.status.success());
     let first = eventually("2 ready pods", WAIT, || async {

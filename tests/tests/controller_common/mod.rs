@@ -63,6 +63,9 @@ impl Controller {
 
 impl Drop for Controller {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- controller log ({}) ----\n{}", self.log.display(), self.logs());
+        }
         self.kill();
     }
 }
