@@ -37,7 +37,7 @@ pub struct EndpointsController {
 
 fn selector_of(svc: &Service) -> Option<Selector> {
     let sel = svc.spec.as_ref()?.selector.clone().filter(|s| !s.is_empty())?;
-    Some(Selector::from_label_selector(&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector { match_labels: Some(sel), match_expressions: None }).ok()?)
+    Selector::from_label_selector(&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector { match_labels: Some(sel), match_expressions: None }).ok()
 }
 
 /// Services in the pod's namespace that select it (upstream `GetPodServiceMemberships`).
@@ -196,7 +196,7 @@ pub fn build_subsets(svc: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSubset> {
         if ports.is_empty() && !svc_ports.is_empty() {
             continue; // no port of the service resolves on this pod
         }
-        ports.sort_by(|a, b| (a.name.clone(), a.port).cmp(&(b.name.clone(), b.port)));
+        ports.sort_by_key(|p| (p.name.clone(), p.port));
         let key: Vec<(String, i32, String)> = ports.iter().map(|p| (p.name.clone().unwrap_or_default(), p.port, p.protocol.clone().unwrap_or_default())).collect();
         let g = groups.entry(key).or_insert_with(|| (ports, Vec::new(), Vec::new()));
         if ready {

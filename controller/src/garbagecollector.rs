@@ -103,10 +103,8 @@ where
     let touch = {
         let queue = queue.clone();
         move |meta: &ObjectMeta, gone: bool| {
-            if meta.owner_references.as_ref().is_some_and(|r| !r.is_empty()) || is_deleting(meta) {
-                if !gone {
-                    queue.add(item_key(kind, meta));
-                }
+            if (meta.owner_references.as_ref().is_some_and(|r| !r.is_empty()) || is_deleting(meta)) && !gone {
+                queue.add(item_key(kind, meta));
             }
             if gone || is_deleting(meta) {
                 for r in meta.owner_references.iter().flatten() {
