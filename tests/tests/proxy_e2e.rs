@@ -48,16 +48,24 @@ fn rules_of(node: &Netns) -> Vec<String> {
     v
 }
 
-/// `/metrics` of the proxy, read from inside the node namespace.
-fn metrics(node: &Netns) -> Option<String> {
-    node.run(|| {
+/// A GET of `path` on the proxy's `port` on 127.0.0.1, from inside the
+/// node namespace: the whole response (status line, headers, body).
+fn node_get(node: &Netns, port: u16, path: &str) -> Option<String> {
+    let request = format!("GET {path} HTTP/1.0\r\n\r\n");
+    node.run(move || {
         use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect_timeout(&"127.0.0.1:10249".parse().unwrap(), Duration::from_secs(1)).ok()?;
-        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+        s.write_all(request.as_bytes()).ok()?;
         let mut out = String::new();
         s.read_to_string(&mut out).ok()?;
         Some(out)
     })
+}
+
+/// `/metrics` of the proxy.
+fn metrics(node: &Netns) -> Option<String> {
+    node_get(node, 10249, "/metrics")
 }
 
 /// The proxy's last successful sync time (Unix seconds), from `/metrics`.
@@ -148,8 +156,8 @@ fn proxy_follows_the_api_in_a_node_namespace() {
     assert_eq!(seps, 2, "{rules_two_endpoints:#?}");
     let m = metrics(&node).expect("metrics");
     assert!(m.contains("kubeproxy_sync_proxy_rules_iptables_total{table=\"nat\"}"), "{m}");
-    let healthz = node.run(|| http_get("127.0.0.1:10256", Duration::from_secs(1)));
-    assert!(healthz.as_deref().is_some_and(|b| b.contains("\"nodeHealthy\":true")), "{healthz:?}");
+    let healthz = node_get(&node, 10256, "/healthz").unwrap_or_default();
+    assert!(healthz.lines().next().is_some_and(|l| l.contains(" 200 ")) && healthz.contains("\"nodeHealthy\":true"), "{healthz}");
 
     // Remove b2 through the API: only b1 gets traffic.
     cp.kubectl(&["apply", "-f", "-"], Some(&endpoints_yaml(&ns, &["10.244.1.2"])));
