@@ -1,6 +1,7 @@
 //! The `rkube` command: the single-box launcher and the benchmarks. One
 //! short module per subcommand under `commands/`, as youki lays its CLI out.
 
+pub mod cluster;
 pub mod commands;
 pub mod procs;
 
@@ -20,20 +21,23 @@ pub enum Command {
     Bench(commands::bench::Bench),
     /// Make the cluster CA, component certificates and kubeconfigs.
     Certs(commands::certs::Options),
-    /// Bring up a single-box cluster (not implemented yet).
-    Up,
-    /// Stop the single-box cluster (not implemented yet).
-    Down,
-    /// Show the single-box cluster's components (not implemented yet).
-    Status,
+    /// Bring up a single-box cluster: control plane plus nodes in network namespaces, and a demo app.
+    Up(commands::up::Options),
+    /// Stop the single-box cluster and remove what it created.
+    Down(commands::down::Options),
+    /// Show the single-box cluster's components, their health and the nodes.
+    Status(commands::status::Options),
+    /// Print one component's log.
+    Logs(commands::logs::Options),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Bench(b) => commands::bench::run(b),
         Command::Certs(o) => commands::certs::run(o),
-        Command::Up | Command::Down | Command::Status => {
-            anyhow::bail!("not implemented yet: the single-box launcher comes with its own issue")
-        }
+        Command::Up(o) => commands::up::run(o),
+        Command::Down(o) => commands::down::run(o),
+        Command::Status(o) => commands::status::run(o),
+        Command::Logs(o) => commands::logs::run(o),
     }
 }
