@@ -583,11 +583,26 @@ impl Registry {
         let name = ri.name.clone().unwrap_or_default();
         let ns = ri.namespace.as_deref();
         let key = self.key(r, ns, &name);
-        for _attempt in 0..16 {
-            let (old, rev) = self.read(r, ns, &name).await?;
-            let mut new = compute(&old, self)?;
+        for attempt in 0..16 {
+            // As upstream's GuaranteedUpdate, start from the watch cache's
+            // copy (no etcd read); the compare-and-swap catches a stale copy,
+            // and every retry reads etcd.
+            let cached = if attempt == 0 { self.cache(r).get(&key) } else { None };
+            let from_cache = cached.is_some();
+            let (old, rev) = match cached {
+                Some(o) => (o.value.clone(), o.rv),
+                None => self.read(r, ns, &name).await?,
+            };
+            let mut new = match compute(&old, self) {
+                // A decision made on a possibly stale copy is re-made on etcd's.
+                Err(_) if from_cache => continue,
+                other => other?,
+            };
             if let Some(p) = new["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()) {
                 if p != rev.to_string() {
+                    if from_cache {
+                        continue;
+                    }
                     return Err(ApiError::stale(r.group, r.plural, &name));
                 }
             }
