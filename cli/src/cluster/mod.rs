@@ -68,7 +68,13 @@ pub fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    // Header end: CRLF CRLF, or bare LF LF as busybox httpd passes CGI headers through.
+    let (head, body) = match (text.find("\r\n\r\n"), text.find("\n\n")) {
+        (Some(a), Some(b)) if b < a => (&text[..b], &text[b + 2..]),
+        (Some(a), _) => (&text[..a], &text[a + 4..]),
+        (None, Some(b)) => (&text[..b], &text[b + 2..]),
+        (None, None) => (text.as_str(), ""),
+    };
     let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| anyhow::anyhow!("bad HTTP answer from {addr}"))?;
     Ok((status, body.to_string()))
 }

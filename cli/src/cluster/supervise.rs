@@ -6,7 +6,7 @@
 //! A pid alone can be reused by another program after ours exits, so
 //! "running" means: the pid exists *and* its command line still names the
 //! binary we started (kept next to the pid as `<component>.cmd`).
-//! Processes in a node run through `ip netns exec <node> …`, which enters
+//! Processes in a node run through `nsenter --net=/run/netns/<node> …`, which enters
 //! the namespace and then execs the program, so the pid is the program's.
 
 use std::os::unix::process::CommandExt;
@@ -45,8 +45,12 @@ impl Supervisor {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_file(name))?;
         let mut cmd = match netns {
             Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(program);
+                // nsenter, not `ip netns exec`: the latter also makes a new
+                // mount namespace with a fresh /sys, which hides the cgroup
+                // mounts runc needs. nsenter enters only the network
+                // namespace and then execs the program (same pid).
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg("--").arg(program);
                 c
             }
             None => Command::new(program),
@@ -81,7 +85,7 @@ impl Supervisor {
         if state == Some('Z') {
             return None;
         }
-        // `ip netns exec` replaced itself by the program: argv[0] is the program.
+        // nsenter replaced itself by the program: argv[0] is the program.
         cmdline.split(|b| *b == 0).next().filter(|a0| *a0 == program.as_bytes()).map(|_| pid)
     }
 
