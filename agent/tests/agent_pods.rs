@@ -375,3 +375,61 @@ async fn bad_images_back_off_crash_loops_back_off_and_others_run() {
     .await;
     assert_eq!(cri_counts(&n.ctrd).await, (0, 0));
 }
+
+/// `kubectl logs`, `kubectl logs -f` and `kubectl exec` (1.27 and 1.33) through
+/// the apiserver's `pods/log` and `pods/exec`, which proxy to this agent.
+/// Ignored until the apiserver routes those subresources to
+/// `apiserver/src/node_proxy.rs` (run with `--ignored` once it does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the apiserver hook for pods/log and pods/exec (apiserver/src/node_proxy.rs)"]
+async fn kubectl_logs_and_exec_through_the_apiserver() {
+    let mut n = node("10.215.4.0/24").await;
+    let client = n.cluster.client().await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let spec = serde_json::json!({"containers": [{"name": "c", "image": BUSYBOX_IMAGE, "command": ["sh", "-c", "echo first; echo second; exec sleep 3600"]}]});
+    pods.create(&PostParams::default(), &pod("talk", &n.name, spec)).await.unwrap();
+    wait_pod(&pods, "talk", "talk Running", Duration::from_secs(90), &mut n.agent, |p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(n.cluster.kubectl_ok(&["logs", "talk"]), "first\nsecond\n");
+    assert_eq!(n.cluster.kubectl_ok(&["logs", "talk", "--tail=1"]), "second\n");
+    // logs -f: a line written later shows up on the open stream.
+    let mut follow = n.cluster.kubectl_cmd("default", &["logs", "-f", "talk"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut out = follow.stdout.take().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for version in ["1.27", "1.33", "default"] {
+        let exec = n.cluster.kubectl_v(version, &["exec", "talk", "--", "sh", "-c", "echo exec-$((6*7)); echo from-exec > /proc/1/fd/1"]);
+        assert!(exec.status.success(), "kubectl {version} exec: {}", String::from_utf8_lossy(&exec.stderr));
+        assert_eq!(String::from_utf8_lossy(&exec.stdout), "exec-42\n", "kubectl {version} exec");
+    }
+    let exit = n.cluster.kubectl_v("default", &["exec", "talk", "--", "sh", "-c", "exit 7"]);
+    assert_eq!(exit.status.code(), Some(7), "exit code travels back: {}", String::from_utf8_lossy(&exit.stderr));
+    let got = tokio::task::spawn_blocking(move || {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !String::from_utf8_lossy(&buf).contains("from-exec") {
+            let k = out.read(&mut chunk).unwrap();
+            if k == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..k]);
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+    .await
+    .unwrap();
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(got.starts_with("first\nsecond\n") && got.contains("from-exec"), "{got}");
+    pods.delete("talk", &DeleteParams::default()).await.unwrap();
+    wait_pod_gone(&pods, "talk", &mut n.agent).await;
+    assert_eq!(cri_counts(&n.ctrd).await, (0, 0));
+}
+
+async fn wait_pod_gone(pods: &Api<Pod>, name: &str, agent: &mut Agent) {
+    let name = name.to_string();
+    eventually("pod object gone", Duration::from_secs(60), agent, || {
+        let (pods, name) = (pods.clone(), name.clone());
+        async move { get_pod(&pods, &name).await.is_none().then_some(()) }
+    })
+    .await;
+}

@@ -25,7 +25,7 @@ use std::net::IpAddr;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Empty, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::{Body as _, Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use machinery::resources;
 use serde_json::Value;
