@@ -44,7 +44,6 @@ struct Cluster {
     kubeconfig: PathBuf,
     prefix: String,
     subnet: String,
-    cluster_cidr: String,
     up: bool,
 }
 
@@ -142,7 +141,6 @@ fn up_two_nodes_demo_heals_spreads_and_down_cleans() {
         state,
         prefix: prefix.clone(),
         subnet: subnet.clone(),
-        cluster_cidr: cluster_cidr.clone(),
         up: true,
     };
 
