@@ -379,9 +379,8 @@ async fn bad_images_back_off_crash_loops_back_off_and_others_run() {
 /// `kubectl logs`, `kubectl logs -f` and `kubectl exec` (1.27 and 1.33) through
 /// the apiserver's `pods/log` and `pods/exec`, which proxy to this agent.
 /// Ignored until the apiserver routes those subresources to
-/// `apiserver/src/node_proxy.rs` (run with `--ignored` once it does).
+/// `apiserver/src/node_proxy.rs`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the apiserver hook for pods/log and pods/exec (apiserver/src/node_proxy.rs)"]
 async fn kubectl_logs_and_exec_through_the_apiserver() {
     let mut n = node("10.215.4.0/24").await;
     let client = n.cluster.client().await;

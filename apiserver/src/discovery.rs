@@ -65,6 +65,7 @@ fn subresource_entry(r: &ResourceInfo, sub: &str) -> Value {
         "scale" => ("Scale", Some("autoscaling"), Some("v1"), &["get", "patch", "update"]),
         "binding" => ("Binding", None, None, &["create"]),
         "finalize" => (r.kind, None, None, &["update"]),
+        "exec" => ("PodExecOptions", None, None, &["create", "get"]),
         _ => (r.kind, None, None, &["get"]),
     };
     let mut e = json!({

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod config;
 pub mod discovery;
 pub mod fields;
+pub mod node_proxy;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
@@ -128,7 +129,7 @@ pub async fn serve(listener: tokio::net::TcpListener, server: Arc<server::ApiSer
         let conn = conn.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| server.clone().handle(req, conn.clone()));
-            if let Err(e) = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await {
+            if let Err(e) = auto::Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(TokioIo::new(stream), svc).await {
                 tracing::debug!("connection: {e}");
             }
         });
@@ -165,7 +166,7 @@ pub async fn serve_tls(
             let peer_certs = tls.get_ref().1.peer_certificates().map(|c| c.iter().map(|c| c.clone().into_owned()).collect()).unwrap_or_default();
             let conn = Arc::new(security::ConnInfo { insecure: false, peer_certs });
             let svc = hyper::service::service_fn(move |req| server.clone().handle(req, conn.clone()));
-            if let Err(e) = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), svc).await {
+            if let Err(e) = auto::Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(TokioIo::new(tls), svc).await {
                 tracing::debug!("connection: {e}");
             }
         });

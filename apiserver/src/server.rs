@@ -142,6 +142,14 @@ impl ApiServer {
         let Some(ri) = resource_request else {
             return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
         };
+        // pods/log and pods/exec are proxied to the pod's node agent (as
+        // kube-apiserver proxies to the kubelet), upgrades included.
+        if ri.resource.kind == "Pod" && matches!(ri.subresource.as_deref(), Some("log" | "exec")) {
+            if let Some(u) = &user {
+                self.security.authorize(u, &crate::security::attributes(&ri, None), &self.registry)?;
+            }
+            return crate::node_proxy::proxy_pod_subresource(&self.registry, &ri, req).await;
+        }
         let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         let content_type = req
             .headers()

@@ -209,6 +209,12 @@ impl WatchCache {
                     if resp.canceled() || resp.compact_revision() > 0 {
                         return Err(format!("watch canceled: {}", resp.cancel_reason()));
                     }
+                    // The "created" answer carries the store's current
+                    // revision, but the events up to it have not been sent
+                    // yet: it is not a progress notification.
+                    if resp.created() {
+                        continue;
+                    }
                     let header_rv = resp.header().map(|h| h.revision()).unwrap_or(0);
                     self.apply(resp.events(), header_rv);
                 }
