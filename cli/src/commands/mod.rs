@@ -1,5 +1,7 @@
 pub mod bench;
 pub mod bench_apiserver;
+pub mod bench_proxy;
+pub mod bench_scheduler;
 pub mod certs;
 pub mod down;
 pub mod logs;
