@@ -73,7 +73,9 @@ pub fn http(base: &str, method: &str, path: &str, content_type: Option<&str>, bo
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
+    // A server may answer (413, say) and close before reading a large body:
+    // the response is still there to read.
+    let _ = s.write_all(body);
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("HTTP header end");
