@@ -23,7 +23,7 @@ pub const ALL_CONTROLLERS: &[&str] = &[
 ];
 
 #[derive(Parser, Debug, Clone)]
-#[command(name = "rkube-controller", about = "The rkube controller manager: one process, many control loops.")]
+#[command(name = "rkube-controller", version, about = "The rkube controller manager: one process, many control loops.")]
 pub struct Options {
     /// The address of the apiserver (overrides the kubeconfig's server).
     #[arg(long)]
