@@ -17,6 +17,7 @@
 pub mod resources;
 pub mod selector;
 pub mod quantity;
+pub mod duration;
 
 #[cfg(feature = "client")]
 pub mod client;
