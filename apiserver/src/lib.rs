@@ -113,26 +113,37 @@ pub async fn build(config: &Config) -> anyhow::Result<server::ApiServer> {
     Ok(server::ApiServer { registry, openapi: openapi::OpenApi::build(), security: Arc::new(security) })
 }
 
-/// Accepts connections forever on the insecure port, HTTP/1.1 and HTTP/2 alike.
+/// Serves HTTP/1.1 and HTTP/2 (with upgrades, for exec) on one accepted
+/// connection; `conn` is what authentication knows about it.
+async fn serve_http<IO>(io: IO, server: Arc<server::ApiServer>, conn: Arc<security::ConnInfo>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| server.clone().handle(req, conn.clone()));
+    if let Err(e) = auto::Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(TokioIo::new(io), svc).await {
+        tracing::debug!("connection: {e}");
+    }
+}
+
+/// The next TCP connection, with Nagle off (small watch events go out at once).
+async fn accept(listener: &tokio::net::TcpListener) -> (tokio::net::TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                return (stream, peer);
+            }
+            Err(e) => tracing::warn!("accept: {e}"),
+        }
+    }
+}
+
+/// Accepts connections forever on the insecure port.
 pub async fn serve(listener: tokio::net::TcpListener, server: Arc<server::ApiServer>) -> anyhow::Result<()> {
     let conn = Arc::new(security::ConnInfo::insecure());
     loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("accept: {e}");
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let server = server.clone();
-        let conn = conn.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| server.clone().handle(req, conn.clone()));
-            if let Err(e) = auto::Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(TokioIo::new(stream), svc).await {
-                tracing::debug!("connection: {e}");
-            }
-        });
+        let (stream, _) = accept(&listener).await;
+        tokio::spawn(serve_http(stream, server.clone(), conn.clone()));
     }
 }
 
@@ -145,14 +156,7 @@ pub async fn serve_tls(
 ) -> anyhow::Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("accept: {e}");
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+        let (stream, peer) = accept(&listener).await;
         let server = server.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
@@ -164,11 +168,7 @@ pub async fn serve_tls(
                 }
             };
             let peer_certs = tls.get_ref().1.peer_certificates().map(|c| c.iter().map(|c| c.clone().into_owned()).collect()).unwrap_or_default();
-            let conn = Arc::new(security::ConnInfo { insecure: false, peer_certs });
-            let svc = hyper::service::service_fn(move |req| server.clone().handle(req, conn.clone()));
-            if let Err(e) = auto::Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(TokioIo::new(tls), svc).await {
-                tracing::debug!("connection: {e}");
-            }
+            serve_http(tls, server, Arc::new(security::ConnInfo { insecure: false, peer_certs })).await;
         });
     }
 }
