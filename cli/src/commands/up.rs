@@ -461,10 +461,17 @@ fn deploy_demo(spec: &Spec) -> anyhow::Result<()> {
     for d in ["backend", "frontend"] {
         kubectl(spec, &["rollout", "status", &format!("deployment/{d}"), "--timeout=180s"])?;
     }
-    // The Endpoints controller and both proxies follow; wait for the app to answer.
+    // The Endpoints controller and every node's proxy follow, each at its
+    // own pace; wait until the app answers through the ClusterIP and through
+    // the NodePort of every node, so the summary never races a proxy sync.
     wait_for("frontend answering through its ClusterIP", Duration::from_secs(60), || {
         Ok(fetch_cluster_ip(spec, "frontend").ok().filter(|a| a.contains("backend")))
     })?;
+    for n in spec.node_range() {
+        wait_for(&format!("frontend answering through the NodePort of node {n}"), Duration::from_secs(60), || {
+            Ok(fetch_node_port(spec, n).ok().filter(|a| a.contains("backend")))
+        })?;
+    }
     Ok(())
 }
 
