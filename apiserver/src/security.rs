@@ -2,7 +2,8 @@
 //! pipeline, wired to the live cluster state: the RBAC objects come from the
 //! watch cache (kept current by one task per RBAC resource), the Node
 //! authorizer reads pods' nodeName from it, and admission reads the
-//! namespace's LimitRanges and ResourceQuotas from it. The decisions
+//! namespace's LimitRanges and ResourceQuotas from it — and the pod's
+//! ServiceAccount, from it or (on a miss) from etcd. The decisions
 //! themselves are the pure functions of [`crate::auth`] and
 //! [`crate::admission`].
 
@@ -155,14 +156,28 @@ pub fn spawn_rbac_sync(registry: Arc<Registry>, rbac: Arc<RwLock<RbacData>>) {
     }
 }
 
-/// The namespace's admission inputs, read from the watch cache.
+/// The namespace's admission inputs, read from the watch cache — and, for
+/// the ServiceAccount plugin, from etcd when the cache does not have it.
 pub struct NamespaceInputs {
     pub limit_ranges: Vec<k8s_openapi::api::core::v1::LimitRange>,
     pub quotas: Vec<QuotaState>,
+    /// The ServiceAccount plugin's answer for the one account the pod runs
+    /// as (looked up in [`NamespaceInputs::read`]); `None` when the plugin
+    /// looks up nothing for this request.
+    service_account: Option<Box<dyn Fn(&str) -> bool + Send + Sync>>,
 }
 
+/// ServiceAccount admission: how often `default` is read again before the
+/// pod is refused, and the wait between reads (upstream: 10 attempts,
+/// 100–200 ms apart) — the serviceaccount controller creates `default`
+/// moments after the namespace, and a pod created right after the
+/// namespace must not lose that race.
+const DEFAULT_ACCOUNT_ATTEMPTS: usize = 10;
+
 impl NamespaceInputs {
-    pub fn read(registry: &Registry, ns: &str) -> Self {
+    /// What the enabled plugins of `chain` read for `req` on `obj`.
+    pub async fn read(registry: &Registry, chain: &admission::Chain, req: &admission::Request<'_>, obj: &Value) -> Result<Self, ApiError> {
+        let ns = req.namespace;
         let lr = resources::find("", "v1", "limitranges").unwrap();
         let rq = resources::find("", "v1", "resourcequotas").unwrap();
         let limit_ranges = registry
@@ -183,15 +198,47 @@ impl NamespaceInputs {
                 Some(QuotaState { quota, used })
             })
             .collect();
-        NamespaceInputs { limit_ranges, quotas }
+        let service_account = match admission::service_account::account_to_look_up(req, obj) {
+            Some(name) if chain.plugins.contains(&admission::Plugin::ServiceAccount) => {
+                let exists = service_account_exists(registry, ns, &name).await?;
+                // Only `name` was looked up; the plugin asks for no other.
+                let answer: Box<dyn Fn(&str) -> bool + Send + Sync> = Box::new(move |n: &str| n == name && exists);
+                Some(answer)
+            }
+            _ => None,
+        };
+        Ok(NamespaceInputs { limit_ranges, quotas, service_account })
     }
 
     pub fn state(&self) -> NamespaceState<'_> {
-        // The existence check of the ServiceAccount plugin needs the
-        // serviceaccount controller's `default` accounts; until it runs,
-        // the plugin only defaults the name.
-        NamespaceState { limit_ranges: &self.limit_ranges, quotas: &self.quotas, service_account_exists: None }
+        let service_account_exists = self.service_account.as_deref().map(|f| f as &dyn Fn(&str) -> bool);
+        NamespaceState { limit_ranges: &self.limit_ranges, quotas: &self.quotas, service_account_exists }
     }
+}
+
+/// Upstream `getServiceAccount`: the watch cache first; on a miss, a live
+/// read from etcd (the cache may lag a create a moment ago), repeated for
+/// `default` while the serviceaccount controller catches up. A storage
+/// error is the request's error, not a refusal.
+async fn service_account_exists(registry: &Registry, ns: &str, name: &str) -> Result<bool, ApiError> {
+    let sa = resources::find("", "v1", "serviceaccounts").expect("serviceaccounts");
+    let key = resources::object_key(&registry.prefix, sa, Some(ns), name);
+    if registry.cache(sa).get(&key).is_some() {
+        return Ok(true);
+    }
+    let attempts = if name == admission::service_account::DEFAULT_SERVICE_ACCOUNT { DEFAULT_ACCOUNT_ATTEMPTS } else { 1 };
+    let interval = std::time::Duration::from_millis(100 + rand::random::<u64>() % 100);
+    for i in 0..attempts {
+        if i != 0 {
+            tokio::time::sleep(interval).await;
+        }
+        match registry.read(sa, Some(ns), name).await {
+            Ok(_) => return Ok(true),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(false)
 }
 
 /// The value of `metadata.name` in a JSON body, if any.

@@ -110,6 +110,18 @@ pub fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
 }
 
+/// A create that found the name taken (409 with reason AlreadyExists, as
+/// opposed to an update's Conflict).
+pub fn is_already_exists(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists")
+}
+
+/// NamespaceLifecycle's refusal of new content in a namespace being
+/// deleted (upstream's `NamespaceTerminatingCause`): nothing to retry.
+pub fn is_namespace_terminating(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 403 && s.message.contains("because it is being terminated"))
+}
+
 /// Delete, treating "already gone" as success.
 pub async fn delete_ignore_missing<K>(api: &Api<K>, name: &str, dp: &DeleteParams) -> Result<(), kube::Error>
 where

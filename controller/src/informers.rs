@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Api, Client};
 use machinery::informer::{self, Informer};
@@ -38,6 +38,7 @@ pub struct InformerFactory {
     deployments: OnceLock<Informer<Deployment>>,
     services: OnceLock<Informer<Service>>,
     endpoints: OnceLock<Informer<Endpoints>>,
+    service_accounts: OnceLock<Informer<ServiceAccount>>,
     nodes: OnceLock<Informer<Node>>,
     namespaces: OnceLock<Informer<Namespace>>,
     node_leases: OnceLock<Informer<Lease>>,
@@ -67,6 +68,7 @@ impl InformerFactory {
             deployments: OnceLock::new(),
             services: OnceLock::new(),
             endpoints: OnceLock::new(),
+            service_accounts: OnceLock::new(),
             nodes: OnceLock::new(),
             namespaces: OnceLock::new(),
             node_leases: OnceLock::new(),
@@ -96,6 +98,9 @@ impl InformerFactory {
     pub fn endpoints(&self) -> Informer<Endpoints> {
         namespaced!(self, endpoints)
     }
+    pub fn service_accounts(&self) -> Informer<ServiceAccount> {
+        namespaced!(self, service_accounts)
+    }
     pub fn nodes(&self) -> Informer<Node> {
         self.nodes.get_or_init(|| Informer::new(Api::all(self.client.clone())).resync(self.resync)).clone()
     }
@@ -119,7 +124,7 @@ impl InformerFactory {
                 }
             )*};
         }
-        run!(pods, replicasets, deployments, services, endpoints, nodes, namespaces, node_leases);
+        run!(pods, replicasets, deployments, services, endpoints, service_accounts, nodes, namespaces, node_leases);
         macro_rules! wait {
             ($($f:ident),*) => {$(
                 if let Some(i) = self.$f.get() {
@@ -127,7 +132,7 @@ impl InformerFactory {
                 }
             )*};
         }
-        wait!(pods, replicasets, deployments, services, endpoints, nodes, namespaces, node_leases);
+        wait!(pods, replicasets, deployments, services, endpoints, service_accounts, nodes, namespaces, node_leases);
         handles
     }
 }

@@ -138,6 +138,11 @@ pub async fn run_controllers(client: Client, opts: Options, metrics: WorkQueueMe
         let c = crate::podgc::PodGc::new(&ctx);
         runs.push(c.run(gate.clone()).boxed());
     }
+    if on("serviceaccount") {
+        // One worker, as kube-controller-manager runs it.
+        let c = crate::serviceaccount::ServiceAccountsController::new(&ctx);
+        runs.push(c.run(1, gate.clone()).boxed());
+    }
     let _informers = ctx.informers.start().await;
     tracing::info!(controllers = runs.len(), "caches synced, controllers running");
     futures::future::join_all(runs).await;

@@ -20,6 +20,7 @@ pub const ALL_CONTROLLERS: &[&str] = &[
     "nodelifecycle",
     "nodeipam",
     "podgc",
+    "serviceaccount",
 ];
 
 #[derive(Parser, Debug, Clone)]
@@ -156,8 +157,9 @@ mod tests {
     fn controllers_flag() {
         check("*", ALL_CONTROLLERS);
         check("replicaset,deployment", &["replicaset", "deployment"]);
-        check("*,-podgc,-nodeipam", &["replicaset", "deployment", "endpoint", "garbagecollector", "namespace", "nodelifecycle"]);
-        check("-podgc,*", &["replicaset", "deployment", "endpoint", "garbagecollector", "namespace", "nodelifecycle", "nodeipam"]);
+        check("*,-podgc,-nodeipam", &["replicaset", "deployment", "endpoint", "garbagecollector", "namespace", "nodelifecycle", "serviceaccount"]);
+        check("-podgc,*", &["replicaset", "deployment", "endpoint", "garbagecollector", "namespace", "nodelifecycle", "nodeipam", "serviceaccount"]);
+        check("serviceaccount", &["serviceaccount"]);
         check("endpoint", &["endpoint"]);
         let o = Options::parse_from(["x", "--controllers=*,replicaset,bogus"]);
         assert_eq!(o.unknown_controllers(), vec!["bogus".to_string()]);

@@ -187,6 +187,14 @@ pub fn bin(name: &str) -> PathBuf {
 }
 
 /// A running rkube-apiserver process on its insecure port.
+///
+/// The harness runs no serviceaccount controller, so unless the caller
+/// names admission plugins itself, the apiserver starts with
+/// `--disable-admission-plugins=ServiceAccount` — as upstream's integration
+/// framework and scheduler_perf do for the same reason: otherwise every
+/// pod in a namespace without a `default` ServiceAccount is refused (after
+/// the plugin's retries). Tests of the plugin, or ones that run the
+/// controller, pass `--enable-admission-plugins=ServiceAccount`.
 pub struct ApiServer {
     child: Child,
     pub url: String,
@@ -199,6 +207,9 @@ impl ApiServer {
         let url = format!("http://127.0.0.1:{port}");
         let mut cmd = Command::new(bin("rkube-apiserver"));
         cmd.arg(format!("--etcd-servers={}", etcd.endpoint)).arg(format!("--insecure-port={port}")).args(extra);
+        if !extra.iter().any(|f| f.starts_with("--enable-admission-plugins") || f.starts_with("--disable-admission-plugins")) {
+            cmd.arg("--disable-admission-plugins=ServiceAccount");
+        }
         let log = dir.join(format!("apiserver-{port}.log"));
         let child = spawn(cmd, &log);
         let mut s = ApiServer { child, url, log };

@@ -16,12 +16,16 @@ fn pod(name: &str, resources: serde_json::Value) -> Vec<u8> {
 
 #[test]
 fn limit_range_and_quota_behave_as_kubernetes() {
-    let c = Cluster::start();
+    // The whole default chain, ServiceAccount included (the harness turns
+    // it off by default: no serviceaccount controller runs here, so the
+    // test makes the `default` account itself).
+    let c = Cluster::start_with(&["--enable-admission-plugins=ServiceAccount"]);
     let post = |path: &str, body: serde_json::Value| {
         let r = c.http("POST", path, JSON, body.to_string().as_bytes());
         assert_eq!(r.status, 201, "{}", r.text());
     };
     post("/api/v1/namespaces", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "q"}}));
+    post("/api/v1/namespaces/q/serviceaccounts", json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}));
     post("/api/v1/namespaces/q/limitranges", json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "defaults"},
         "spec": {"limits": [{"type": "Container", "default": {"cpu": "500m", "memory": "256Mi"}, "defaultRequest": {"cpu": "100m", "memory": "64Mi"}}]}}));
     post("/api/v1/namespaces/q/resourcequotas", json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "small"},
@@ -42,6 +46,20 @@ fn limit_range_and_quota_behave_as_kubernetes() {
     // The quota's usage is recorded.
     let q = c.http("GET", "/api/v1/namespaces/q/resourcequotas/small", None, b"").json();
     assert_eq!((q["status"]["used"]["pods"].as_str(), q["status"]["used"]["requests.cpu"].as_str()), (Some("1"), Some("100m")), "{q}");
+
+    // A pod naming a ServiceAccount that does not exist: refused by the
+    // ServiceAccount plugin (mutating phase), before quota charges it.
+    let ghost = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ghost"},
+        "spec": {"serviceAccountName": "ghost", "containers": [{"name": "c", "image": "busybox:1"}]}});
+    let r = c.http("POST", "/api/v1/namespaces/q/pods", JSON, ghost.to_string().as_bytes());
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(
+        r.json()["message"],
+        r#"pods "ghost" is forbidden: error looking up service account q/ghost: serviceaccount "ghost" not found"#
+    );
+    assert_eq!(c.http("GET", "/api/v1/namespaces/q/pods/ghost", None, b"").status, 404);
+    let q = c.http("GET", "/api/v1/namespaces/q/resourcequotas/small", None, b"").json();
+    assert_eq!(q["status"]["used"]["pods"].as_str(), Some("1"), "{q}");
 
     // Over the cpu quota: 403 with upstream's message, nothing created.
     let r = c.http("POST", "/api/v1/namespaces/q/pods", JSON, &pod("big", json!({"requests": {"cpu": "200m"}})));

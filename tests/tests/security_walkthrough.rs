@@ -2,76 +2,12 @@
 //! with real openssl and real kubectl against rkube's TLS port with RBAC —
 //! plus anonymous access, bad credentials, and `kubectl auth can-i`.
 
-use std::path::Path;
+mod security_common;
+
 use std::process::Command;
 
-use e2e::{bin, free_port, ApiServer, Etcd};
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-struct Secure {
-    _api: ApiServer,
-    _etcd: Etcd,
-    dir: tempfile::TempDir,
-    url: String,
-}
-
-impl Secure {
-    fn start() -> Self {
-        let etcd = Etcd::start();
-        let dir = tempfile::Builder::new().prefix("rkube-sec-").tempdir().unwrap();
-        let port = free_port();
-        let url = format!("https://127.0.0.1:{port}");
-        let pki = dir.path().join("pki");
-        run(Command::new(bin("rkube")).args(["certs", "--dir", pki.to_str().unwrap(), "--server", &url]));
-        std::fs::write(dir.path().join("tokens.csv"), "s3cr3t,token-user,uid-1,\"dev,qa\"\n").unwrap();
-        let p = |f: &str| pki.join(f).display().to_string();
-        let api = ApiServer::start(
-            &etcd,
-            dir.path(),
-            &[
-                &format!("--secure-port={port}"),
-                "--bind-address=127.0.0.1",
-                &format!("--tls-cert-file={}", p("apiserver.crt")),
-                &format!("--tls-private-key-file={}", p("apiserver.key")),
-                &format!("--client-ca-file={}", p("ca.crt")),
-                &format!("--token-auth-file={}", dir.path().join("tokens.csv").display()),
-                "--authorization-mode=Node,RBAC",
-            ],
-        );
-        Secure { _api: api, _etcd: etcd, dir, url }
-    }
-
-    fn pki(&self, f: &str) -> String {
-        self.dir.path().join("pki").join(f).display().to_string()
-    }
-
-    fn kubectl(&self, kubeconfig: &Path, args: &[&str]) -> std::process::Output {
-        Command::new("kubectl")
-            .env("KUBECONFIG", kubeconfig)
-            .env("HOME", self.dir.path())
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn admin(&self, args: &[&str]) -> String {
-        let out = self.kubectl(&self.dir.path().join("pki/admin.kubeconfig"), args);
-        assert!(out.status.success(), "admin kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn curl(&self, args: &[&str]) -> (String, String) {
-        let out = Command::new("curl").args(["-sk", "-w", "\n%{http_code}"]).args(args).output().unwrap();
-        let s = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = s.rsplit_once('\n').unwrap();
-        (body.to_string(), code.to_string())
-    }
-}
+use e2e::bin;
+use security_common::{run, Secure};
 
 #[test]
 fn seed_walkthrough_user_with_limited_rights() {

@@ -15,8 +15,8 @@
 //!   from the namespace's LimitRanges (mutating), and enforce their
 //!   min/max (validating).
 //! - [`service_account`] — **ServiceAccount**: pods run as the `default`
-//!   ServiceAccount unless they name one (mutating); the named one must
-//!   exist (validating, when the caller can tell).
+//!   ServiceAccount unless they name one, and the account must exist
+//!   (mutating, checked again when validating).
 //! - [`default_toleration_seconds`] — **DefaultTolerationSeconds**: pods
 //!   tolerate `not-ready`/`unreachable` nodes for 300 s before eviction.
 //! - [`resource_quota`] — **ResourceQuota**: refuse objects that would take
@@ -85,8 +85,10 @@ pub struct QuotaState {
 pub struct NamespaceState<'a> {
     pub limit_ranges: &'a [LimitRange],
     pub quotas: &'a [QuotaState],
-    /// `Some(exists)` for the named ServiceAccount in the namespace; `None`
+    /// Whether a ServiceAccount of this name exists in the namespace; `None`
     /// when the caller cannot tell (the existence check is then skipped).
+    /// The apiserver answers for the one account the pod runs as, looked up
+    /// before the chain runs (`security::NamespaceInputs::read`).
     pub service_account_exists: Option<&'a dyn Fn(&str) -> bool>,
 }
 
@@ -241,7 +243,7 @@ impl Chain {
         for p in &self.plugins {
             let changed = match p {
                 Plugin::LimitRanger => limit_ranger::admit(req, object, ns.limit_ranges),
-                Plugin::ServiceAccount => service_account::admit(req, object),
+                Plugin::ServiceAccount => service_account::admit(req, object, ns.service_account_exists)?,
                 Plugin::DefaultTolerationSeconds => default_toleration_seconds::admit(req, object),
                 Plugin::ResourceQuota => false,
             };

@@ -391,8 +391,11 @@ impl Registry {
         // Mutating admission, then validation, then validating admission —
         // upstream's order.
         let ns_name = ri.namespace.clone().unwrap_or_default();
-        let admission_inputs = self.admission.as_ref().map(|_| crate::security::NamespaceInputs::read(self, &ns_name));
         let adm_req = crate::admission::Request::create(r.group, r.plural, &ns_name);
+        let admission_inputs = match &self.admission {
+            Some(chain) => Some(crate::security::NamespaceInputs::read(self, chain, &adm_req, &obj).await?),
+            None => None,
+        };
         if let (Some(chain), Some(inputs)) = (&self.admission, &admission_inputs) {
             chain.admit(&adm_req, &mut obj, &inputs.state()).map_err(admission_error)?;
         }

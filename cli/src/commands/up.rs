@@ -450,11 +450,12 @@ fn start_proxy(spec: &Spec, sup: &Supervisor, bins: &Binaries, n: u32) -> anyhow
 }
 
 fn deploy_demo(spec: &Spec) -> anyhow::Result<()> {
-    // No serviceaccount controller yet: make the `default` account the
-    // ServiceAccount admission plugin requires.
-    if kubectl(spec, &["get", "serviceaccount", "default", "-n", "default"]).is_err() {
-        kubectl(spec, &["create", "serviceaccount", "default", "-n", "default"])?;
-    }
+    // The demo's pods run as the `default` ServiceAccount, which the
+    // controller manager's serviceaccount controller creates; the
+    // ServiceAccount admission plugin refuses pods until it exists.
+    wait_for("the default ServiceAccount", Duration::from_secs(60), || {
+        Ok(kubectl(spec, &["get", "serviceaccount", "default", "-n", "default", "-o", "name"]).ok())
+    })?;
     kubectl_apply(spec, &demo::backend(2))?;
     let backend_ip = kubectl(spec, &["get", "service", "backend", "-o", "jsonpath={.spec.clusterIP}"])?;
     kubectl_apply(spec, &demo::frontend(spec.nodes.max(2) + 1, backend_ip.trim()))?;
