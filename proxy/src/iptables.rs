@@ -33,8 +33,45 @@ pub trait Iptables: Send + Sync {
     fn save(&self, table: &str) -> anyhow::Result<String>;
 }
 
-/// The iptables binaries (nf_tables or legacy backend, whichever
-/// `iptables-restore` is on this machine).
+/// Which kernel interface the iptables tools drive. iptables 1.8 ships two
+/// builds of the same commands: `iptables-nft` (rules become nf_tables
+/// objects; Debian's default) and `iptables-legacy` (the old x_tables blob,
+/// replaced whole on every restore). kube-proxy itself just runs
+/// `iptables-restore`; its container image picks the build with the
+/// `iptables-wrapper` script, by looking at which one already holds rules.
+/// The rules rkube writes are the same text for both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// Whatever `iptables-restore` on `$PATH` is (Debian's alternatives).
+    #[default]
+    System,
+    Nft,
+    Legacy,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "" | "system" => Ok(Backend::System),
+            "nft" | "nf_tables" => Ok(Backend::Nft),
+            "legacy" => Ok(Backend::Legacy),
+            other => anyhow::bail!("unknown iptables backend {other:?}: want system, nft or legacy"),
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::System => "system",
+            Backend::Nft => "nft",
+            Backend::Legacy => "legacy",
+        })
+    }
+}
+
+/// The iptables binaries of one backend.
 #[derive(Debug, Clone)]
 pub struct IptablesCmd {
     pub restore_bin: String,
@@ -43,7 +80,18 @@ pub struct IptablesCmd {
 
 impl Default for IptablesCmd {
     fn default() -> Self {
-        IptablesCmd { restore_bin: "iptables-restore".into(), save_bin: "iptables-save".into() }
+        IptablesCmd::new(Backend::System)
+    }
+}
+
+impl IptablesCmd {
+    pub fn new(backend: Backend) -> Self {
+        let infix = match backend {
+            Backend::System => "",
+            Backend::Nft => "-nft",
+            Backend::Legacy => "-legacy",
+        };
+        IptablesCmd { restore_bin: format!("iptables{infix}-restore"), save_bin: format!("iptables{infix}-save") }
     }
 }
 
@@ -153,6 +201,21 @@ mod tests {
         check("iptables-restore: line 3 failed: No chain/target/match by that name.", Some(3));
         check("iptables-restore: line 3: something else", None);
         check("Another app is currently holding the xtables lock.", None);
+    }
+
+    #[test]
+    fn backends_name_their_binaries() {
+        for (flag, restore, save) in [
+            ("system", "iptables-restore", "iptables-save"),
+            ("nft", "iptables-nft-restore", "iptables-nft-save"),
+            ("legacy", "iptables-legacy-restore", "iptables-legacy-save"),
+        ] {
+            let b: Backend = flag.parse().unwrap();
+            assert_eq!(b.to_string(), flag);
+            let c = IptablesCmd::new(b);
+            assert_eq!((c.restore_bin.as_str(), c.save_bin.as_str()), (restore, save));
+        }
+        assert!("ipvs".parse::<Backend>().is_err());
     }
 
     #[test]

@@ -37,6 +37,12 @@ pub struct Options {
     #[arg(long)]
     pub hostname_override: Option<String>,
 
+    /// Which iptables build to drive: `system` (whatever `iptables-restore`
+    /// is, as kube-proxy does), `nft` or `legacy`. Not a kube-proxy flag:
+    /// upstream's image chooses with its iptables-wrapper script instead.
+    #[arg(long, default_value = "system")]
+    pub iptables_backend: crate::iptables::Backend,
+
     /// Which proxy mode to use. Only `iptables` is implemented.
     #[arg(long, default_value = "iptables")]
     pub proxy_mode: String,

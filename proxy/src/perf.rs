@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{Endpoints, Service};
 use serde_json::json;
 
 use crate::conntrack::ConntrackCmd;
-use crate::iptables::{restore_with, IptablesCmd};
+use crate::iptables::{restore_with, Backend, IptablesCmd};
 use crate::netns::NetNs;
 use crate::proxier::{Proxier, ProxierConfig, SyncKind};
 use crate::rules::RulesConfig;
@@ -67,7 +67,7 @@ fn eps(i: usize, n: usize, generation: usize) -> Endpoints {
 }
 
 /// Run one case inside `ns`.
-fn run_case(services: usize, per: usize, reps: usize) -> anyhow::Result<BenchResult> {
+fn run_case(services: usize, per: usize, reps: usize, backend: Backend) -> anyhow::Result<BenchResult> {
     let cfg = ProxierConfig {
         rules: RulesConfig { cluster_cidr: Some("10.128.0.0/9".parse()?), ..Default::default() },
         min_sync_period: Duration::ZERO,
@@ -75,7 +75,8 @@ fn run_case(services: usize, per: usize, reps: usize) -> anyhow::Result<BenchRes
         keep_text: true,
         ..Default::default()
     };
-    let p = Proxier::new(cfg, Arc::new(IptablesCmd::default()), Arc::new(ConntrackCmd::default()));
+    let ipt = IptablesCmd::new(backend);
+    let p = Proxier::new(cfg, Arc::new(ipt.clone()), Arc::new(ConntrackCmd::default()));
     for i in 0..services {
         p.on_service_update(&svc(i));
         p.on_endpoints_update(&eps(i, per, 0));
@@ -99,7 +100,7 @@ fn run_case(services: usize, per: usize, reps: usize) -> anyhow::Result<BenchRes
         let text = r.text.unwrap_or_default();
         bytes = text.len();
         let t = Instant::now();
-        restore_with("iptables-restore", &text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        restore_with(&ipt.restore_bin, &text).map_err(|e| anyhow::anyhow!("{e}"))?;
         let d = t.elapsed();
         raw = Some(raw.map_or(d, |r| r.min(d)));
     }
@@ -134,11 +135,11 @@ fn run_case(services: usize, per: usize, reps: usize) -> anyhow::Result<BenchRes
 /// throwaway network namespace, with `reps` repetitions of the full sync
 /// and raw restore (the best is kept; 0 skips them: at 10,000 services
 /// each is a long restore).
-pub fn bench(cases: &[(usize, usize)], reps: usize) -> anyhow::Result<Vec<BenchResult>> {
+pub fn bench(cases: &[(usize, usize)], reps: usize, backend: Backend) -> anyhow::Result<Vec<BenchResult>> {
     let mut out = Vec::new();
     for &(services, per) in cases {
         let ns = NetNs::new("rkpb")?;
-        let r = ns.run(move || run_case(services, per, reps))??;
+        let r = ns.run(move || run_case(services, per, reps, backend))??;
         out.push(r);
     }
     Ok(out)

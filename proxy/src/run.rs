@@ -74,7 +74,7 @@ pub async fn run_until(opts: Options, shutdown: impl std::future::Future<Output 
         route::set_route_localnet()?;
     }
 
-    let proxier = Proxier::new(cfg, Arc::new(IptablesCmd::default()), Arc::new(ConntrackCmd::default()));
+    let proxier = Proxier::new(cfg, Arc::new(IptablesCmd::new(opts.iptables_backend)), Arc::new(ConntrackCmd::default()));
 
     // Bind before anything else can fail late: a wrong address is an error
     // at start, not a log line later.

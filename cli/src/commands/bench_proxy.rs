@@ -11,6 +11,10 @@ pub struct Options {
     /// Repetitions of the full-sync and raw-restore measurements (0 skips them).
     #[arg(long, default_value_t = 1)]
     pub reps: usize,
+    /// iptables build to drive: system (whatever `iptables-restore` is),
+    /// nft or legacy.
+    #[arg(long, default_value = "system")]
+    pub backend: rkube_proxy::iptables::Backend,
 }
 
 pub fn run(o: Options) -> anyhow::Result<()> {
@@ -19,7 +23,8 @@ pub fn run(o: Options) -> anyhow::Result<()> {
         let (s, e) = c.split_once('x').ok_or_else(|| anyhow::anyhow!("case {c:?}: want SERVICESxENDPOINTS"))?;
         cases.push((s.trim().parse()?, e.trim().parse()?));
     }
-    let results = rkube_proxy::perf::bench(&cases, o.reps)?;
+    let results = rkube_proxy::perf::bench(&cases, o.reps, o.backend)?;
+    println!("iptables backend: {}", o.backend);
     println!("{}", rkube_proxy::perf::format_results(&results));
     Ok(())
 }

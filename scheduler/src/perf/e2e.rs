@@ -347,6 +347,10 @@ pub async fn run_end_to_end(workload: &Workload, opts: &E2eOptions) -> anyhow::R
             let url = format!("http://127.0.0.1:{port}");
             let mut cmd = Command::new(&opts.apiserver_bin);
             cmd.arg(format!("--etcd-servers={etcd_endpoint}")).arg(format!("--insecure-port={port}"));
+            // No controller runs to make `default` ServiceAccounts; upstream's
+            // integration test servers (test/integration) disable the
+            // ServiceAccount admission plugin for the same reason.
+            cmd.arg("--disable-admission-plugins=ServiceAccount");
             let mut p = Proc::spawn("rkube-apiserver", cmd, dir.join("apiserver.log"))?;
             wait_http_ok(&mut p, &url, "/readyz").await?;
             procs.push(p);
