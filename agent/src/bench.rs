@@ -1,139 +1,311 @@
-//! Benchmarks of the node agent (the lead wires `rkube bench agent` to these):
+//! The node agent's benchmarks; `rkube bench agent`
+//! (`cli/src/commands/bench_agent.rs`) starts the processes and calls these.
 //!
-//! * [`simulated_nodes`] — one process (this one) keeps N simulated nodes
-//!   Ready: registration time, then CPU (fraction of one core) and resident
-//!   memory while heartbeating for a measuring window.
-//! * [`pod_startup`] — N pods bound to a real node: time from create to
-//!   Running and Ready as a client sees it (p50/p99).
+//! * [`deployment_startup`] — **pod startup latency**, as upstream's SLO
+//!   defines it (sig-scalability `pod_startup_latency.md`: from pod creation
+//!   to all its containers running and observed by a watch, images already
+//!   present): a Deployment of N pods goes through the Deployment and
+//!   ReplicaSet controllers, the scheduler and a real agent on containerd.
+//!   Every time is taken by this client on receipt of a watch event, with
+//!   millisecond precision; a pod's creation time is when its ADDED event
+//!   arrives (`creationTimestamp` has one-second granularity).
+//! * [`simulated_nodes`] — one `rkube-agent --runtime fake --nodes N`
+//!   process (given by pid): time until every node is registered with a
+//!   Lease, then the process's CPU (fraction of one core) and resident memory
+//!   from `/proc/<pid>` over a window while it renews the Leases, and how many
+//!   nodes are still Ready with a fresh Lease at the end.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
-use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{DeleteParams, ListParams, PostParams};
+use anyhow::{bail, Context, Result};
+use chrono::Utc;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
+use kube::api::{ListParams, PostParams, WatchEvent, WatchParams};
 use kube::{Api, Client};
+use serde::Serialize;
 
-use crate::simulated::{self, SimConfig};
+use crate::node::LEASE_NAMESPACE;
 
-/// CPU time (user + system) of this process so far.
-pub fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command (which may hold spaces) start after the last ')'.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0) + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-    // /proc reports in USER_HZ clock ticks, which Linux fixes at 100 for user space.
-    let hz = 100;
-    Duration::from_millis(ticks * 1000 / hz)
+/// CPU time and memory of one process, from `/proc/<pid>/stat` and `status`.
+#[derive(Clone, Copy, Debug)]
+pub struct ProcSample {
+    /// User + system time of all its threads.
+    pub cpu: Duration,
+    pub rss_bytes: u64,
+    /// Peak resident set size over the process's life (`VmHWM`).
+    pub hwm_bytes: u64,
 }
 
-/// Resident set size of this process, in bytes.
-pub fn process_rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok()).unwrap_or(0) * 1024
-}
+impl ProcSample {
+    /// Fails if the process is gone or a zombie (exited, not yet reaped).
+    pub fn read(pid: u32) -> Result<Self> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("process {pid} is gone"))?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("process {pid} is gone"))?;
+        Self::parse(&stat, &status).with_context(|| format!("process {pid}"))
+    }
 
-#[derive(Clone, Debug)]
-pub struct SimulatedReport {
-    pub nodes: usize,
-    pub registration: Duration,
-    pub window: Duration,
-    /// CPU used during the window, as a fraction of one core.
-    pub cpu_cores: f64,
-    pub max_rss_bytes: u64,
-    /// Nodes Ready (per the API) at the end of the window.
-    pub ready_at_end: usize,
-}
-
-fn is_ready(n: &Node) -> bool {
-    n.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-/// Runs `cfg`'s simulated nodes in this process, waits until all are
-/// registered and Ready, then measures for `window`.
-pub async fn simulated_nodes(client: Client, cfg: SimConfig, window: Duration) -> Result<SimulatedReport> {
-    let total: usize = cfg.groups.iter().map(|g| g.count).sum();
-    let label = "kubernetes.io/hostname".to_string();
-    let started = Instant::now();
-    let sim = simulated::spawn(client.clone(), cfg.clone());
-    let nodes: Api<Node> = Api::all(client.clone());
-    let ours = |n: &Node| n.metadata.name.as_deref().is_some_and(|x| x.starts_with(&cfg.prefix));
-    loop {
-        anyhow::ensure!(!sim.is_finished(), "simulation ended early");
-        let list = nodes.list(&ListParams::default().labels(&label)).await?;
-        if list.items.iter().filter(|n| ours(n) && is_ready(n)).count() >= total {
-            break;
+    pub fn parse(stat: &str, status: &str) -> Result<Self> {
+        // The fields after the command name (which may hold spaces and
+        // parentheses) start after the last ')': state is field 3, utime 14, stime 15.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).context("malformed stat")?;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.first() == Some(&"Z") {
+            bail!("exited (zombie)");
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        let field = |i: usize| -> Result<u64> { f.get(i).context("short stat")?.parse().context("stat field") };
+        // /proc counts in USER_HZ ticks, which Linux fixes at 100 for user space.
+        let ticks = field(11)? + field(12)?;
+        let kib = |key: &str| -> u64 {
+            status.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
+        };
+        Ok(ProcSample { cpu: Duration::from_millis(ticks * 10), rss_bytes: kib("VmRSS:") * 1024, hwm_bytes: kib("VmHWM:") * 1024 })
     }
-    let registration = started.elapsed();
-    let (cpu0, t0) = (process_cpu(), Instant::now());
-    let mut max_rss = process_rss();
-    while t0.elapsed() < window {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        max_rss = max_rss.max(process_rss());
-    }
-    let cpu = process_cpu() - cpu0;
-    let wall = t0.elapsed();
-    let list = nodes.list(&ListParams::default().labels(&label)).await?;
-    let ready_at_end = list.items.iter().filter(|n| ours(n) && is_ready(n)).count();
-    sim.abort();
-    Ok(SimulatedReport { nodes: total, registration, window: wall, cpu_cores: cpu.as_secs_f64() / wall.as_secs_f64(), max_rss_bytes: max_rss, ready_at_end })
 }
 
-#[derive(Clone, Debug)]
+/// `p`-th percentile (nearest rank on a sorted slice).
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+fn condition_true(conditions: Option<&Vec<k8s_openapi::api::core::v1::PodCondition>>, ty: &str) -> bool {
+    conditions.is_some_and(|cs| cs.iter().any(|c| c.type_ == ty && c.status == "True"))
+}
+
+/// What the watching client saw of one pod, relative to the Deployment's create request.
+#[derive(Clone, Debug, Serialize)]
+pub struct PodTimes {
+    pub name: String,
+    pub node: Option<String>,
+    pub pod_ip: Option<String>,
+    /// First watch event (ADDED): the pod exists.
+    pub created_ms: f64,
+    pub running_ms: Option<f64>,
+    pub ready_ms: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
 pub struct StartupReport {
     pub pods: usize,
-    /// Create → Running and Ready, sorted.
-    pub latencies: Vec<Duration>,
+    /// Deployment create request → the last pod Ready.
+    pub all_ready_ms: f64,
+    /// Per pod, creation → Running, sorted (ms).
+    pub running_ms: Vec<f64>,
+    /// Per pod, creation → Ready, sorted (ms).
+    pub ready_ms: Vec<f64>,
+    pub per_pod: Vec<PodTimes>,
 }
 
 impl StartupReport {
-    pub fn percentile(&self, p: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        let i = ((p / 100.0) * (self.latencies.len() as f64 - 1.0)).round() as usize;
-        self.latencies[i.min(self.latencies.len() - 1)]
+    pub fn ready_percentile_ms(&self, p: f64) -> f64 {
+        let d: Vec<Duration> = self.ready_ms.iter().map(|m| Duration::from_secs_f64(m / 1e3)).collect();
+        ms(percentile(&d, p))
+    }
+    pub fn running_percentile_ms(&self, p: f64) -> f64 {
+        let d: Vec<Duration> = self.running_ms.iter().map(|m| Duration::from_secs_f64(m / 1e3)).collect();
+        ms(percentile(&d, p))
     }
 }
 
-/// Creates `n` busybox pods bound to `node` at once (as a Deployment's
-/// ReplicaSet would, with the scheduler's binding already done) and
-/// measures each one's time to Running and Ready. Deletes them afterwards.
-pub async fn pod_startup(client: Client, node: &str, image: &str, n: usize, timeout: Duration) -> Result<StartupReport> {
-    let pods: Api<Pod> = Api::namespaced(client, "default");
-    let run = format!("bench-{}", std::process::id());
-    let mut created = std::collections::HashMap::new();
-    for i in 0..n {
-        let name = format!("{run}-{i}");
-        let pod: Pod = serde_json::from_value(serde_json::json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "labels": {"bench": run}},
-            "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1,
-                     "containers": [{"name": "c", "image": image, "imagePullPolicy": "IfNotPresent", "command": ["sleep", "3600"]}]}
-        }))?;
-        created.insert(name, Instant::now());
-        pods.create(&PostParams::default(), &pod).await?;
+/// Creates Deployment `name` in `default` with `replicas` busybox pods
+/// (`image` must be present on the nodes) and times every pod from its
+/// creation to Running and to Ready, as a client watching the pods sees it.
+/// Leaves the Deployment in place (the caller tears the cluster down).
+pub async fn deployment_startup(client: Client, name: &str, image: &str, replicas: usize, timeout: Duration) -> Result<StartupReport> {
+    let ns = "default";
+    // The ServiceAccount admission plugin needs the namespace's `default`
+    // account, which upstream's serviceaccount controller would have made.
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let sa: ServiceAccount = serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}}))?;
+    match sas.create(&PostParams::default(), &sa).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => return Err(e).context("creating ServiceAccount default"),
     }
-    let mut latencies = std::collections::HashMap::new();
-    let start = Instant::now();
-    while latencies.len() < n && start.elapsed() < timeout {
-        let list = pods.list(&ListParams::default().labels(&format!("bench={run}"))).await?;
-        for p in list.items {
-            let name = p.metadata.name.clone().unwrap_or_default();
-            let ready = p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-            if ready && !latencies.contains_key(&name) {
-                latencies.insert(name.clone(), created[&name].elapsed());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let selector = format!("app={name}");
+    // Watch from the list's resourceVersion, so no event after it is missed.
+    let rv = pods.list(&ListParams::default().labels(&selector)).await?.metadata.resource_version.unwrap_or_default();
+    let deployment: Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{"name": "c", "image": image, "imagePullPolicy": "IfNotPresent", "command": ["sleep", "3600"]}]
+                }
             }
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    }))?;
+    let mut stream = pods.watch(&WatchParams::default().labels(&selector).timeout(290), &rv).await?.boxed();
+    let t0 = Instant::now();
+    Api::<Deployment>::namespaced(client.clone(), ns).create(&PostParams::default(), &deployment).await.context("creating the Deployment")?;
+    let deadline = t0 + timeout;
+    let mut seen: HashMap<String, PodTimes> = HashMap::new();
+    let mut rv = rv;
+    let ready = |seen: &HashMap<String, PodTimes>| seen.values().filter(|p| p.ready_ms.is_some()).count();
+    while ready(&seen) < replicas {
+        let next = tokio::time::timeout_at(deadline.into(), stream.try_next()).await;
+        let event = match next {
+            Err(_) => bail!("only {} of {replicas} pods Ready after {timeout:?}", ready(&seen)),
+            Ok(r) => r.context("pod watch")?,
+        };
+        let now = t0.elapsed();
+        let pod = match event {
+            Some(WatchEvent::Added(p)) | Some(WatchEvent::Modified(p)) => p,
+            Some(WatchEvent::Deleted(p)) => {
+                // A pod deleted before it was Ready would never count.
+                let name = p.metadata.name.unwrap_or_default();
+                if seen.get(&name).is_some_and(|t| t.ready_ms.is_none()) {
+                    bail!("pod {name} was deleted before it became Ready");
+                }
+                continue;
+            }
+            Some(WatchEvent::Bookmark(b)) => {
+                rv = b.metadata.resource_version;
+                continue;
+            }
+            Some(WatchEvent::Error(e)) => bail!("pod watch: {} {}", e.code, e.message),
+            None => {
+                // The server ended the watch (timeout): resume where it stopped.
+                stream = pods.watch(&WatchParams::default().labels(&selector).timeout(290), &rv).await?.boxed();
+                continue;
+            }
+        };
+        if let Some(v) = pod.metadata.resource_version.clone() {
+            rv = v;
+        }
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let t = seen.entry(name.clone()).or_insert_with(|| PodTimes { name, node: None, pod_ip: None, created_ms: ms(now), running_ms: None, ready_ms: None });
+        let status = pod.status.as_ref();
+        t.node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).or(t.node.take());
+        t.pod_ip = status.and_then(|s| s.pod_ip.clone()).or(t.pod_ip.take());
+        if t.running_ms.is_none() && status.and_then(|s| s.phase.as_deref()) == Some("Running") {
+            t.running_ms = Some(ms(now));
+        }
+        if t.ready_ms.is_none() && condition_true(status.and_then(|s| s.conditions.as_ref()), "Ready") {
+            t.ready_ms = Some(ms(now));
+        }
     }
-    let _ = pods.delete_collection(&DeleteParams::default(), &ListParams::default().labels(&format!("bench={run}"))).await;
-    anyhow::ensure!(latencies.len() == n, "only {} of {n} pods became Ready within {timeout:?}", latencies.len());
-    let mut latencies: Vec<Duration> = latencies.into_values().collect();
-    latencies.sort();
-    Ok(StartupReport { pods: n, latencies })
+    let all_ready_ms = seen.values().filter_map(|t| t.ready_ms).fold(0.0, f64::max);
+    let mut per_pod: Vec<PodTimes> = seen.into_values().filter(|t| t.ready_ms.is_some()).collect();
+    per_pod.sort_by(|a, b| a.created_ms.total_cmp(&b.created_ms));
+    let sorted = |f: &dyn Fn(&PodTimes) -> Option<f64>| {
+        let mut v: Vec<f64> = per_pod.iter().filter_map(|t| Some(((f(t)? - t.created_ms) * 1e3).round() / 1e3)).collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let running_ms = sorted(&|t| t.running_ms);
+    let ready_ms = sorted(&|t| t.ready_ms);
+    Ok(StartupReport { pods: per_pod.len(), all_ready_ms, running_ms, ready_ms, per_pod })
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SimulatedReport {
+    pub nodes: usize,
+    /// Agent started → every node has its Lease (and so its first status).
+    pub registration_ms: f64,
+    /// Nodes Ready when registration was complete.
+    pub ready_after_registration: usize,
+    pub window_ms: f64,
+    /// The agent's CPU over the window, as a fraction of one core.
+    pub cpu_cores: f64,
+    /// The agent's resident memory: the highest sample in the window, and at its end.
+    pub rss_max_mib: f64,
+    pub rss_end_mib: f64,
+    /// Peak resident memory over the agent's whole life (registration included).
+    pub rss_hwm_mib: f64,
+    /// At the end of the window: nodes Ready, Leases renewed within their duration,
+    /// and Leases renewed during the window.
+    pub ready_at_end: usize,
+    pub leases_fresh_at_end: usize,
+    pub leases_renewed_in_window: usize,
+}
+
+fn mib(b: u64) -> f64 {
+    (b as f64 / 1048576.0 * 10.0).round() / 10.0
+}
+
+fn node_ready(n: &Node) -> bool {
+    n.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+async fn our_leases(client: &Client, prefix: &str) -> Result<Vec<Lease>> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
+    Ok(leases.list(&ListParams::default()).await?.items.into_iter().filter(|l| l.metadata.name.as_deref().is_some_and(|n| n.starts_with(prefix))).collect())
+}
+
+async fn ready_nodes(client: &Client, prefix: &str) -> Result<usize> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    Ok(nodes.list(&ListParams::default()).await?.items.iter().filter(|n| n.metadata.name.as_deref().is_some_and(|x| x.starts_with(prefix)) && node_ready(n)).count())
+}
+
+/// Measures the simulated-nodes agent `pid` (started at `started`), which
+/// registers `nodes` nodes named `<prefix><i>` with Leases of
+/// `lease_duration`: registration time, then CPU and memory over `window`.
+pub async fn simulated_nodes(client: Client, pid: u32, started: Instant, prefix: &str, nodes: usize, lease_duration: Duration, window: Duration, registration_timeout: Duration) -> Result<SimulatedReport> {
+    // The agent registers a node, posts its status, then creates its Lease:
+    // all Leases present = all nodes registered with a first status.
+    loop {
+        ProcSample::read(pid).context("the agent exited during registration")?;
+        let have = our_leases(&client, prefix).await?.len();
+        if have >= nodes {
+            break;
+        }
+        if started.elapsed() > registration_timeout {
+            bail!("only {have} of {nodes} simulated nodes registered after {registration_timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let registration = started.elapsed();
+    let ready_after_registration = ready_nodes(&client, prefix).await?;
+
+    // The window: only /proc reads here, so the bench adds nothing to the agent's load.
+    let window_start_wall = Utc::now();
+    let first = ProcSample::read(pid)?;
+    let t0 = Instant::now();
+    let mut rss_max = first.rss_bytes;
+    let mut last = first;
+    while t0.elapsed() < window {
+        tokio::time::sleep(Duration::from_millis(500).min(window.saturating_sub(t0.elapsed()))).await;
+        last = ProcSample::read(pid).context("the agent exited during the window")?;
+        rss_max = rss_max.max(last.rss_bytes);
+    }
+    let wall = t0.elapsed();
+
+    let now = Utc::now();
+    let leases = our_leases(&client, prefix).await?;
+    let renew_time = |l: &Lease| l.spec.as_ref().and_then(|s| s.renew_time.as_ref()).map(|t| t.0);
+    let fresh_after = now - chrono::Duration::from_std(lease_duration)?;
+    let leases_fresh_at_end = leases.iter().filter(|l| renew_time(l).is_some_and(|t| t > fresh_after)).count();
+    let leases_renewed_in_window = leases.iter().filter(|l| renew_time(l).is_some_and(|t| t >= window_start_wall)).count();
+    Ok(SimulatedReport {
+        nodes,
+        registration_ms: ms(registration),
+        ready_after_registration,
+        window_ms: ms(wall),
+        cpu_cores: ((last.cpu.saturating_sub(first.cpu)).as_secs_f64() / wall.as_secs_f64() * 1000.0).round() / 1000.0,
+        rss_max_mib: mib(rss_max),
+        rss_end_mib: mib(last.rss_bytes),
+        rss_hwm_mib: mib(last.hwm_bytes),
+        ready_at_end: ready_nodes(&client, prefix).await?,
+        leases_fresh_at_end,
+        leases_renewed_in_window,
+    })
 }
 
 #[cfg(test)]
@@ -142,10 +314,22 @@ mod tests {
 
     #[test]
     fn percentiles() {
-        let r = StartupReport { pods: 5, latencies: (1..=5).map(Duration::from_secs).collect() };
-        assert_eq!(r.percentile(50.0), Duration::from_secs(3));
-        assert_eq!(r.percentile(99.0), Duration::from_secs(5));
-        assert!(process_cpu() > Duration::ZERO || process_rss() > 0);
-        assert!(process_rss() > 0);
+        let d: Vec<Duration> = (1..=5).map(Duration::from_secs).collect();
+        assert_eq!(percentile(&d, 50.0), Duration::from_secs(3));
+        assert_eq!(percentile(&d, 99.0), Duration::from_secs(5));
+        assert_eq!(percentile(&[], 50.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn proc_sample() {
+        // A command name with spaces and ')' must not shift the fields.
+        let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 125 0 0 20 0 9 0 100 1000 10 18446744073709551615";
+        let status = "Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n";
+        let s = ProcSample::parse(stat, status).unwrap();
+        assert_eq!(s.cpu, Duration::from_millis(3750));
+        assert_eq!((s.rss_bytes, s.hwm_bytes), (1024 * 1024, 2048 * 1024));
+        assert!(ProcSample::parse(&stat.replace(") S ", ") Z "), status).is_err());
+        let me = ProcSample::read(std::process::id()).unwrap();
+        assert!(me.rss_bytes > 0 && me.hwm_bytes >= me.rss_bytes);
     }
 }

@@ -1,6 +1,7 @@
-//! Starting the real processes the launcher and benchmarks need: etcd and
-//! the rkube binaries (found next to the running `rkube`), each on free
-//! ports, logging to a file, killed when the handle drops.
+//! Starting the real processes the benchmarks need: etcd and the rkube
+//! binaries (found next to the running `rkube`), each on free ports, logging
+//! to a file, killed when the handle drops; and a throwaway network namespace
+//! for benchmarks that make real pod networks.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,9 @@ impl Proc {
     pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> anyhow::Result<Self> {
         let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         cmd.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
+        // Its own process group: a Ctrl-C at the terminal reaches only
+        // `rkube`, which then stops its children in order (see Drop).
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let child = cmd.spawn().with_context(|| format!("starting {name} ({cmd:?})"))?;
         Ok(Proc { child, name: name.to_string() })
     }
@@ -69,6 +73,59 @@ pub async fn wait_http_ok(url: &str, timeout: Duration) -> anyhow::Result<()> {
             bail!("{url} did not answer 200 within {timeout:?}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The `rkube-apiserver` beside `rkube`, on a free insecure port on
+/// 127.0.0.1 against `etcd_url`, logging to `dir/apiserver.log`; returns once
+/// `/readyz` answers, with its base URL.
+pub async fn start_apiserver(dir: &Path, etcd_url: &str) -> anyhow::Result<(Proc, String)> {
+    let port = free_port()?;
+    let mut cmd = Command::new(sibling_binary("rkube-apiserver")?);
+    cmd.arg(format!("--etcd-servers={etcd_url}")).arg(format!("--insecure-port={port}"));
+    let log = dir.join("apiserver.log");
+    let api = Proc::spawn("rkube-apiserver", cmd, &log)?;
+    let base = format!("http://127.0.0.1:{port}");
+    wait_http_ok(&format!("{base}/readyz"), Duration::from_secs(30))
+        .await
+        .with_context(|| std::fs::read_to_string(&log).unwrap_or_default())?;
+    Ok((api, base))
+}
+
+/// A network namespace of our own (`ip netns add <name>`, loopback up, no
+/// other interface and so no route out), deleted on drop. A thread that
+/// [`enter`](Netns::enter)s it moves there with every thread and process it
+/// starts afterwards (namespaces are inherited), as `nsenter --net` would
+/// move one program; the mount namespace stays the host's, which runc needs.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn create(name: &str) -> anyhow::Result<Self> {
+        crate::cluster::run_cmd("ip", &["netns", "add", name])?;
+        let ns = Netns { name: name.to_string() };
+        crate::cluster::run_cmd("ip", &["-n", name, "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    pub fn path(&self) -> PathBuf {
+        Path::new("/run/netns").join(&self.name)
+    }
+
+    /// Moves the calling thread into the namespace.
+    pub fn enter(&self) -> anyhow::Result<()> {
+        let f = std::fs::File::open(self.path()).with_context(|| format!("opening {}", self.path().display()))?;
+        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).context("setns")?;
+        Ok(())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Err(e) = crate::cluster::run_cmd("ip", &["netns", "del", &self.name]) {
+            eprintln!("rkube: removing network namespace {}: {e:#}", self.name);
+        }
     }
 }
 

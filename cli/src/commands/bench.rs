@@ -11,13 +11,21 @@ pub enum Bench {
     Scheduler(super::bench_scheduler::Options),
     /// The proxy: sync times vs raw iptables-restore, endpoint-change latency (root).
     Proxy(super::bench_proxy::Options),
+    /// The node agent (root): pod startup through a Deployment on a real
+    /// containerd node, and one agent process keeping thousands of simulated nodes Ready.
+    Agent(super::bench_agent::Options),
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
 pub fn run(b: Bench) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match b {
-        Bench::Apiserver(o) => rt.block_on(super::bench_apiserver::run(o)),
-        Bench::Scheduler(o) => rt.block_on(super::bench_scheduler::run(o)),
+        Bench::Apiserver(o) => runtime()?.block_on(super::bench_apiserver::run(o)),
+        Bench::Scheduler(o) => runtime()?.block_on(super::bench_scheduler::run(o)),
         Bench::Proxy(o) => super::bench_proxy::run(o),
+        // Builds its own runtime, on a thread inside its network namespace.
+        Bench::Agent(o) => super::bench_agent::run(o),
     }
 }

@@ -19,7 +19,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 
-use crate::procs::{self, Proc};
+use crate::procs;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Options {
@@ -87,14 +87,7 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
             (Some(p), u)
         }
     };
-    let port = procs::free_port()?;
-    let mut cmd = std::process::Command::new(procs::sibling_binary("rkube-apiserver")?);
-    cmd.arg(format!("--etcd-servers={etcd_url}")).arg(format!("--insecure-port={port}"));
-    let api = Proc::spawn("rkube-apiserver", cmd, &dir.path().join("apiserver.log"))?;
-    let base = format!("http://127.0.0.1:{port}");
-    procs::wait_http_ok(&format!("{base}/readyz"), Duration::from_secs(30))
-        .await
-        .with_context(|| std::fs::read_to_string(dir.path().join("apiserver.log")).unwrap_or_default())?;
+    let (api, base) = procs::start_apiserver(dir.path(), &etcd_url).await?;
     let client: HttpClient = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(o.concurrency * 2).build_http();
     for ns in ["bench", "bench-watch"] {
         let (s, b) = request(&client, "POST", &format!("{base}/api/v1/namespaces"), Some(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}).to_string().into_bytes())).await?;

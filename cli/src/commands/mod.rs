@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod bench_agent;
 pub mod bench_apiserver;
 pub mod bench_proxy;
 pub mod bench_scheduler;

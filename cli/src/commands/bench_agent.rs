@@ -1,0 +1,252 @@
+//! `rkube bench agent`: the node agent's two targets (issue #5), measured
+//! with the release binaries beside `rkube` (library code:
+//! `agent/src/bench.rs`).
+//!
+//! 1. **Pod startup**: etcd, rkube-apiserver, rkube-controller and
+//!    rkube-scheduler; one real node (a private containerd with the
+//!    project's busybox and pause images imported, and `rkube-agent` on it);
+//!    a Deployment of `--pods` pods. Per pod: creation → Running and → Ready
+//!    as a watching client sees them (ms). Targets: p50 < 1 s, p99 < 3 s.
+//! 2. **Simulated nodes**: one `rkube-agent --runtime fake --nodes N`
+//!    process; time until all N are registered, then that process's CPU and
+//!    resident memory (`/proc/<pid>`) over `--window` seconds while it renews
+//!    their Leases. Targets: < 1 core, < 500 MiB.
+//!
+//! Everything, this command's own client included, runs inside a throwaway
+//! network namespace (`rkube-bench-<pid>`, loopback only, no route out): the
+//! node's CNI bridge, pod veths and the CNI plugins' iptables rules live and
+//! die there. Tear-down runs on success, on error and on Ctrl-C / SIGTERM:
+//! agents first, then the controllers, then containerd with every pod
+//! sandbox, shim and mount, then the apiserver and etcd, then the namespace.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use rkube_agent::bench::{SimulatedReport, StartupReport};
+use rkube_agent::runtime::containerd::{PrivateContainerd, PrivateContainerdConfig};
+use rkube_agent::runtime::images::BUSYBOX_IMAGE;
+use serde_json::{json, Value};
+
+use crate::procs::{self, free_port, sibling_binary, Netns, Proc};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Options {
+    /// Pods in the Deployment (0 skips the pod-startup part).
+    #[arg(long, default_value_t = 20)]
+    pub pods: usize,
+    /// Simulated nodes in one `rkube-agent --runtime fake` (0 skips that part).
+    #[arg(long, default_value_t = 5000)]
+    pub simulated_nodes: usize,
+    /// Seconds the simulated nodes' agent is measured, once all are registered.
+    #[arg(long, default_value_t = 60.0)]
+    pub window: f64,
+    /// The real node's podCIDR (its bridge exists only in the bench's namespace).
+    #[arg(long, default_value = "10.244.0.0/24")]
+    pub pod_cidr: String,
+    /// Write the figures as JSON here too.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+const NODE: &str = "bench-node";
+const SIM_PREFIX: &str = "bench-sim-";
+/// The simulated Leases' duration (the kubelet's default); renewed every quarter of it.
+const LEASE_SECONDS: u64 = 40;
+
+pub fn run(o: Options) -> Result<()> {
+    if !crate::cluster::is_root() {
+        bail!("rkube bench agent needs root: it makes a network namespace and runs containers");
+    }
+    let dir = tempfile::Builder::new().prefix("rkube-bench-agent-").tempdir()?;
+    let netns = Netns::create(&format!("rkube-bench-{}", std::process::id()))?;
+    // One thread enters the namespace and runs everything from there: its
+    // runtime's threads and every process they start inherit it.
+    let result = std::thread::scope(|s| {
+        s.spawn(|| -> Result<Value> {
+            netns.enter()?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(until_interrupted(bench(&o, dir.path())))
+        })
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("benchmark thread panicked")))
+    });
+    drop(netns);
+    match result {
+        Ok(report) => {
+            if let Some(p) = &o.json {
+                std::fs::write(p, serde_json::to_vec_pretty(&report)?)?;
+                println!("figures written to {}", p.display());
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let kept = dir.keep();
+            Err(e.context(format!("logs kept in {}", kept.display())))
+        }
+    }
+}
+
+/// Runs `f`; on Ctrl-C or SIGTERM drops it, which stops what it started.
+async fn until_interrupted<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = f => r,
+        _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+        _ = term.recv() => bail!("terminated"),
+    }
+}
+
+fn load_average() -> Vec<f64> {
+    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).filter_map(|x| x.parse().ok()).collect()
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    format!("{} (last lines):\n{}", path.display(), lines[lines.len().saturating_sub(30)..].join("\n"))
+}
+
+async fn bench(o: &Options, dir: &Path) -> Result<Value> {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let load_before = load_average();
+    println!("rkube bench agent: {} pods, {} simulated nodes, {} s window ({cores} cores, load average {load_before:?})", o.pods, o.simulated_nodes, o.window);
+    let (_etcd, etcd_url) = procs::start_etcd(dir)?;
+    let (_apiserver, base) = procs::start_apiserver(dir, &etcd_url).await?;
+    let client = machinery::client::connect_as("rkube-bench", Some(&base), None).await?;
+    let mut report = json!({"cores": cores, "load_average_before": load_before});
+    if o.pods > 0 {
+        let r = pod_startup(o, dir, &base, client.clone()).await?;
+        print_startup(&r);
+        report["pod_startup"] = startup_json(&r);
+    }
+    if o.simulated_nodes > 0 {
+        let r = simulated(o, dir, &base, client).await?;
+        print_simulated(&r);
+        report["simulated_nodes"] = serde_json::to_value(&r)?;
+    }
+    report["load_average_after"] = json!(load_average());
+    Ok(report)
+}
+
+/// A control-plane component beside `rkube`, serving plain HTTP `/healthz` on a free port.
+async fn start_component(name: &str, dir: &Path, base: &str) -> Result<Proc> {
+    let port = free_port()?;
+    let mut cmd = Command::new(sibling_binary(name)?);
+    cmd.arg(format!("--master={base}")).args(["--leader-elect=false", "--bind-address=127.0.0.1"]).arg(format!("--secure-port={port}"));
+    if name == "rkube-controller" {
+        // The node brings its podCIDR (--pod-cidr), matching its CNI bridge.
+        cmd.arg("--allocate-node-cidrs=false");
+    }
+    let log = dir.join(format!("{name}.log"));
+    let p = Proc::spawn(name, cmd, &log)?;
+    procs::wait_http_ok(&format!("http://127.0.0.1:{port}/healthz"), Duration::from_secs(60)).await.with_context(|| log_tail(&log))?;
+    Ok(p)
+}
+
+async fn pod_startup(o: &Options, dir: &Path, base: &str, client: kube::Client) -> Result<StartupReport> {
+    let started = Instant::now();
+    let ctrd = PrivateContainerd::start(PrivateContainerdConfig::new(o.pod_cidr.parse().context("--pod-cidr")?)).await?;
+    let controller = start_component("rkube-controller", dir, base).await?;
+    let scheduler = start_component("rkube-scheduler", dir, base).await?;
+    let (port, healthz) = (free_port()?, free_port()?);
+    let mut cmd = Command::new(sibling_binary("rkube-agent")?);
+    cmd.arg(format!("--master={base}"))
+        .arg(format!("--node-name={NODE}"))
+        .arg(format!("--container-runtime-endpoint={}", ctrd.endpoint()))
+        .arg(format!("--pod-cidr={}", o.pod_cidr))
+        .arg(format!("--root-dir={}", dir.join("agent").display()))
+        .arg(format!("--pod-log-dir={}", ctrd.layout().pod_logs.display()))
+        .args(["--node-ip=127.0.0.1", "--address=127.0.0.1", "--healthz-bind-address=127.0.0.1"])
+        .arg(format!("--port={port}"))
+        .arg(format!("--healthz-port={healthz}"));
+    let agent_log = dir.join("rkube-agent.log");
+    let agent = Proc::spawn("rkube-agent", cmd, &agent_log)?;
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let node = nodes.get_opt(NODE).await?;
+        let ready = node.and_then(|n| n.status?.conditions).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        if ready {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("node {NODE} not Ready after 60 s; {}", log_tail(&agent_log));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("  node {NODE} Ready (containerd, images, controller, scheduler, agent) in {:.1} s", started.elapsed().as_secs_f64());
+    let timeout = Duration::from_secs(120 + 3 * o.pods as u64);
+    let result = rkube_agent::bench::deployment_startup(client, "bench", BUSYBOX_IMAGE, o.pods, timeout).await;
+    let result = result.with_context(|| log_tail(&agent_log));
+    // Stop whatever would react to pods disappearing, then the runtime with every pod.
+    drop(agent);
+    drop(scheduler);
+    drop(controller);
+    let stopped = ctrd.stop().await;
+    let r = result?;
+    stopped.context("stopping containerd")?;
+    Ok(r)
+}
+
+async fn simulated(o: &Options, dir: &Path, base: &str, client: kube::Client) -> Result<SimulatedReport> {
+    let mut cmd = Command::new(sibling_binary("rkube-agent")?);
+    cmd.arg(format!("--master={base}"))
+        .args(["--runtime=fake", "--node-ip=127.0.0.1", "--healthz-port=0"])
+        .arg(format!("--nodes={}", o.simulated_nodes))
+        .arg(format!("--node-name-prefix={SIM_PREFIX}"))
+        .arg(format!("--node-lease-duration-seconds={LEASE_SECONDS}"));
+    let log = dir.join("rkube-agent-simulated.log");
+    let started = Instant::now();
+    let agent = Proc::spawn("rkube-agent --runtime fake", cmd, &log)?;
+    let window = Duration::from_secs_f64(o.window);
+    let r = rkube_agent::bench::simulated_nodes(client, agent.pid(), started, SIM_PREFIX, o.simulated_nodes, Duration::from_secs(LEASE_SECONDS), window, Duration::from_secs(600))
+        .await
+        .with_context(|| log_tail(&log))?;
+    Ok(r)
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "NOT MET"
+    }
+}
+
+fn startup_json(r: &StartupReport) -> Value {
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    for (k, val) in [
+        ("running_p50_ms", r.running_percentile_ms(50.0)),
+        ("running_p99_ms", r.running_percentile_ms(99.0)),
+        ("ready_p50_ms", r.ready_percentile_ms(50.0)),
+        ("ready_p99_ms", r.ready_percentile_ms(99.0)),
+        ("ready_max_ms", r.ready_percentile_ms(100.0)),
+    ] {
+        v[k] = json!(val);
+    }
+    v
+}
+
+fn print_startup(r: &StartupReport) {
+    let (p50, p99, max) = (r.ready_percentile_ms(50.0), r.ready_percentile_ms(99.0), r.ready_percentile_ms(100.0));
+    println!("## pod startup: Deployment of {} pods, one node on containerd (images present)", r.pods);
+    println!("  {:<34} {:>22}   {}", "figure", "measured", "target");
+    println!("  {:<34} {:>22}", "creation → Running p50 / p99 / max", format!("{:.0} / {:.0} / {:.0} ms", r.running_percentile_ms(50.0), r.running_percentile_ms(99.0), r.running_percentile_ms(100.0)));
+    println!("  {:<34} {:>22}   < 1000 ms: {}", "creation → Ready p50", format!("{p50:.0} ms"), verdict(p50 < 1000.0));
+    println!("  {:<34} {:>22}   < 3000 ms: {}", "creation → Ready p99", format!("{p99:.0} ms"), verdict(p99 < 3000.0));
+    println!("  {:<34} {:>22}", "creation → Ready max", format!("{max:.0} ms"));
+    println!("  {:<34} {:>22}", format!("Deployment created → all {} Ready", r.pods), format!("{:.0} ms", r.all_ready_ms));
+}
+
+fn print_simulated(r: &SimulatedReport) {
+    println!("## simulated nodes: {} in one rkube-agent --runtime fake", r.nodes);
+    println!("  {:<34} {:>22}   {}", "figure", "measured", "target");
+    println!("  {:<34} {:>22}", "registered (all Leases)", format!("{:.1} s", r.registration_ms / 1e3));
+    println!("  {:<34} {:>22}   < 1 core: {}", format!("agent CPU over {:.0} s", r.window_ms / 1e3), format!("{:.3} cores", r.cpu_cores), verdict(r.cpu_cores < 1.0));
+    println!("  {:<34} {:>22}   < 500 MiB: {}", "agent RSS max in window", format!("{:.1} MiB", r.rss_max_mib), verdict(r.rss_max_mib < 500.0));
+    println!("  {:<34} {:>22}", "agent RSS peak (whole life)", format!("{:.1} MiB", r.rss_hwm_mib));
+    println!("  {:<34} {:>22}", "Ready / Lease fresh at end", format!("{} / {} of {}", r.ready_at_end, r.leases_fresh_at_end, r.nodes));
+    println!("  {:<34} {:>22}", "Leases renewed in the window", format!("{} of {}", r.leases_renewed_in_window, r.nodes));
+}
