@@ -146,5 +146,19 @@ pub fn start_etcd(dir: &Path) -> anyhow::Result<(Proc, String)> {
         .arg("--log-level=error")
         .arg("--logger=zap");
     let p = Proc::spawn("etcd", cmd, &dir.join("etcd.log"))?;
+    // Callers start an apiserver next, which exits when etcd does not answer;
+    // on a loaded machine etcd takes a while to elect itself, so wait for its
+    // own health endpoint first.
+    let addr = format!("127.0.0.1:{client}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match crate::cluster::http_get(&addr, "/health") {
+            Ok((200, body)) if body.contains("true") => break,
+            _ if std::time::Instant::now() > deadline => {
+                anyhow::bail!("etcd at {url} not healthy after 30s: {}", std::fs::read_to_string(dir.join("etcd.log")).unwrap_or_default())
+            }
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
     Ok((p, url))
 }

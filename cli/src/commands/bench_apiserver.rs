@@ -94,6 +94,13 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         if s != 201 {
             bail!("creating namespace {ns}: {s} {}", String::from_utf8_lossy(&b));
         }
+        // No controller runs here: make the `default` ServiceAccount the
+        // ServiceAccount admission plugin looks up on every pod create.
+        let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}});
+        let (s, b) = request(&client, "POST", &format!("{base}/api/v1/namespaces/{ns}/serviceaccounts"), Some(sa.to_string().into_bytes())).await?;
+        if s != 201 && s != 409 {
+            bail!("creating serviceaccount {ns}/default: {s} {}", String::from_utf8_lossy(&b));
+        }
     }
     let value_size = serde_json::to_vec(&pod("bench", "bench-00000"))?.len();
     println!("rkube bench apiserver: {} pods, {} concurrent clients, {} watchers (etcd {etcd_url})", o.pods, o.concurrency, o.watchers);

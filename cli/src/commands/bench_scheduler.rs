@@ -6,7 +6,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rkube_scheduler::perf::{run_end_to_end, run_in_process, E2eOptions, RunOptions, Workload};
+use rkube_scheduler::perf::{run_in_process, RunOptions, Workload};
+
+use super::bench_scheduler_e2e::{run_end_to_end, E2eOptions};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Options {

@@ -3,6 +3,7 @@ pub mod bench_agent;
 pub mod bench_apiserver;
 pub mod bench_proxy;
 pub mod bench_scheduler;
+pub mod bench_scheduler_e2e;
 pub mod certs;
 pub mod down;
 pub mod logs;

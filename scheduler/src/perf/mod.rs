@@ -11,12 +11,10 @@
 //! **end-to-end** mode ([`e2e`]: etcd + apiserver + scheduler processes)
 //! reuses [`Workload`], the generators and [`Report`].
 
-pub mod e2e;
 pub mod report;
 pub mod runner;
 pub mod workload;
 
-pub use e2e::{run_end_to_end, E2eOptions, EtcdCeiling};
-pub use report::{Report, Stats};
+pub use report::{EtcdCeiling, Report, Stats};
 pub use runner::{run_in_process, RunOptions};
 pub use workload::{Workload, WorkloadError};

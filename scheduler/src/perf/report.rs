@@ -80,7 +80,7 @@ pub struct Report {
     pub threads: usize,
     /// End-to-end only: the raw etcd transaction rate of the same run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub etcd: Option<crate::perf::e2e::EtcdCeiling>,
+    pub etcd: Option<EtcdCeiling>,
 }
 
 impl Report {
@@ -279,4 +279,21 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.contains("<polyline") && svg.trim_end().ends_with("</svg>"));
         assert!(r.render_table().contains("throughput pods/s"));
     }
+}
+
+/// The raw etcd figure an end-to-end run measures beside the pods (the
+/// end-to-end runner is `rkube bench scheduler --mode e2e`, in the CLI,
+/// since it talks to etcd directly).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EtcdCeiling {
+    /// Transactions per second: one small create-if-absent txn per pod.
+    pub txn_per_second: f64,
+    pub transactions: usize,
+    pub value_bytes: usize,
+    pub in_flight: usize,
+    /// End-to-end throughput (average) / `txn_per_second`.
+    pub ratio: f64,
+    /// Pods created per second during the measured phase (its own figure:
+    /// creation competes with binding for the same etcd).
+    pub pods_created_per_second: f64,
 }

@@ -1,4 +1,6 @@
-//! The **end-to-end** benchmark: real etcd, rkube-apiserver and
+//! `rkube bench scheduler --mode e2e`, the **end-to-end** scheduler
+//! benchmark (it lives in the CLI, not the scheduler crate, because it talks
+//! to etcd directly; only the apiserver and the benchmarks may). Real etcd, rkube-apiserver and
 //! rkube-scheduler processes; simulated nodes (Node objects with capacity,
 //! labels, taints and a Ready condition — no agent); pods created through
 //! the API. Upstream's equivalent is `scheduler_perf` (which runs the
@@ -23,9 +25,8 @@
 //! (unschedulable ones), and it is not part of the measured time.
 
 use std::collections::HashMap;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,20 +35,20 @@ use etcd_client::{Compare, CompareOp, EventType, GetOptions, Txn, TxnOp, WatchOp
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::api::{Api, PostParams};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::Notify;
 
-use crate::perf::report::Report;
-use crate::perf::workload::Workload;
+use rkube_scheduler::perf::{EtcdCeiling, Report, Workload};
+
+use crate::procs::{self, free_port, Proc};
 
 /// How to run the end-to-end benchmark.
 #[derive(Debug, Clone)]
 pub struct E2eOptions {
     /// Throughput window (1 s, as upstream's throughput collector).
     pub window: Duration,
-    /// The etcd binary (started on free ports in a temp dir) …
-    pub etcd_bin: PathBuf,
-    /// … or an etcd already running (then the apiserver must use it too).
+    /// An etcd already running (then the apiserver must use it too); by
+    /// default a private one is started on free ports in a temp dir.
     pub etcd_endpoint: Option<String>,
     pub apiserver_bin: PathBuf,
     /// Use this apiserver instead of starting one (needs `etcd_endpoint`).
@@ -70,7 +71,6 @@ impl Default for E2eOptions {
     fn default() -> Self {
         E2eOptions {
             window: Duration::from_secs(1),
-            etcd_bin: PathBuf::from("etcd"),
             etcd_endpoint: None,
             apiserver_bin: PathBuf::from("rkube-apiserver"),
             api_url: None,
@@ -84,86 +84,29 @@ impl Default for E2eOptions {
     }
 }
 
-/// The raw etcd figure measured in the same run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EtcdCeiling {
-    /// Transactions per second: one small create-if-absent txn per pod.
-    pub txn_per_second: f64,
-    pub transactions: usize,
-    pub value_bytes: usize,
-    pub in_flight: usize,
-    /// End-to-end throughput (average) / `txn_per_second`.
-    pub ratio: f64,
-    /// Pods created per second during the measured phase (its own figure:
-    /// creation competes with binding for the same etcd).
-    pub pods_created_per_second: f64,
-}
-
-/// A child process killed (and reaped) on drop; dies with us too.
-struct Proc {
-    child: Child,
-    name: &'static str,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &'static str, mut cmd: Command, log: PathBuf) -> anyhow::Result<Proc> {
-        let out = std::fs::File::create(&log)?;
-        cmd.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
-        // SAFETY: prctl is async-signal-safe; nothing else runs in the child.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().with_context(|| format!("starting {name} ({cmd:?})"))?;
-        Ok(Proc { child, name, log })
-    }
-
-    fn check_alive(&mut self) -> anyhow::Result<()> {
-        if let Ok(Some(st)) = self.child.try_wait() {
-            bail!("{} exited with {st}: {}", self.name, std::fs::read_to_string(&self.log).unwrap_or_default());
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// GET `path` on a plain-HTTP loopback server: the status code.
-async fn http_status(base: &str, path: &str) -> Option<u16> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let hp = base.trim_start_matches("http://").trim_end_matches('/');
-    let mut s = tokio::net::TcpStream::connect(hp).await.ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {hp}\r\nConnection: close\r\n\r\n").as_bytes()).await.ok()?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.ok()?;
-    String::from_utf8_lossy(&buf).split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Set-up only (not measured): poll until `base` answers 200 on `path`.
-async fn wait_http_ok(p: &mut Proc, base: &str, path: &str) -> anyhow::Result<()> {
+/// Set-up only (not measured): wait until `base` answers 200 on `path`,
+/// failing early with its log when `p` exits.
+async fn wait_ready(p: &mut Proc, base: &str, path: &str, log: &std::path::Path) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if http_status(base, path).await == Some(200) {
+        if procs::wait_http_ok(&format!("{base}{path}"), Duration::from_millis(500)).await.is_ok() {
             return Ok(());
         }
-        p.check_alive()?;
+        if let Ok(Some(st)) = p.child.try_wait() {
+            bail!("{} exited with {st}: {}", p.name, std::fs::read_to_string(log).unwrap_or_default());
+        }
         if Instant::now() > deadline {
             bail!("{} not ready at {base}{path}", p.name);
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Fails when `p` has exited (it should run for the whole measurement).
+fn check_alive(p: &mut Proc, log: &std::path::Path) -> anyhow::Result<()> {
+    if let Ok(Some(st)) = p.child.try_wait() {
+        bail!("{} exited with {st}: {}", p.name, std::fs::read_to_string(log).unwrap_or_default());
+    }
+    Ok(())
 }
 
 /// The measured ceiling: `n` create-if-absent transactions of `value_bytes`,
@@ -320,21 +263,7 @@ pub async fn run_end_to_end(workload: &Workload, opts: &E2eOptions) -> anyhow::R
     let etcd_endpoint = match &opts.etcd_endpoint {
         Some(e) => e.clone(),
         None => {
-            let (client, peer) = (free_port()?, free_port()?);
-            let endpoint = format!("http://127.0.0.1:{client}");
-            let peer_url = format!("http://127.0.0.1:{peer}");
-            let mut cmd = Command::new(&opts.etcd_bin);
-            cmd.arg("--name=bench")
-                .arg(format!("--data-dir={}", dir.join("etcd-data").display()))
-                .arg(format!("--listen-client-urls={endpoint}"))
-                .arg(format!("--advertise-client-urls={endpoint}"))
-                .arg(format!("--listen-peer-urls={peer_url}"))
-                .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-                .arg(format!("--initial-cluster=bench={peer_url}"))
-                .arg("--log-level=error")
-                .arg("--logger=zap");
-            let mut p = Proc::spawn("etcd", cmd, dir.join("etcd.log"))?;
-            wait_http_ok(&mut p, &endpoint, "/health").await?;
+            let (p, endpoint) = procs::start_etcd(&dir)?;
             procs.push(p);
             endpoint
         }
@@ -351,8 +280,9 @@ pub async fn run_end_to_end(workload: &Workload, opts: &E2eOptions) -> anyhow::R
             // integration test servers (test/integration) disable the
             // ServiceAccount admission plugin for the same reason.
             cmd.arg("--disable-admission-plugins=ServiceAccount");
-            let mut p = Proc::spawn("rkube-apiserver", cmd, dir.join("apiserver.log"))?;
-            wait_http_ok(&mut p, &url, "/readyz").await?;
+            let log = dir.join("apiserver.log");
+            let mut p = Proc::spawn("rkube-apiserver", cmd, &log)?;
+            wait_ready(&mut p, &url, "/readyz", &log).await?;
             procs.push(p);
             url
         }
@@ -401,8 +331,9 @@ pub async fn run_end_to_end(workload: &Workload, opts: &E2eOptions) -> anyhow::R
         std::fs::write(&path, serde_yaml::to_string(cfg)?)?;
         cmd.arg(format!("--config={}", path.display()));
     }
-    let mut sched = Proc::spawn("rkube-scheduler", cmd, dir.join("scheduler.log"))?;
-    wait_http_ok(&mut sched, &format!("http://127.0.0.1:{sched_port}"), "/readyz").await?;
+    let sched_log = dir.join("scheduler.log");
+    let mut sched = Proc::spawn("rkube-scheduler", cmd, &sched_log)?;
+    wait_ready(&mut sched, &format!("http://127.0.0.1:{sched_port}"), "/readyz", &sched_log).await?;
 
     // ---- watch bindings in etcd from now on ----
     let mut kv = etcd_client::Client::connect([etcd_endpoint.as_str()], None).await?;
@@ -414,7 +345,7 @@ pub async fn run_end_to_end(workload: &Workload, opts: &E2eOptions) -> anyhow::R
     let init_keys: Vec<String> = init_pods.iter().map(pod_key).collect();
     create_pods(&client, init_pods, opts.concurrency).await?;
     let init_bound = wait_bound(&bound, &init_keys, opts.idle_timeout).await;
-    sched.check_alive()?;
+    check_alive(&mut sched, &sched_log)?;
 
     // ---- measured pods ----
     let keys: Vec<String> = measure_pods.iter().map(pod_key).collect();
@@ -422,7 +353,7 @@ pub async fn run_end_to_end(workload: &Workload, opts: &E2eOptions) -> anyhow::R
     let (sent, created_at) = create_pods(&client, measure_pods, opts.concurrency).await?;
     let creation = created_at - start;
     wait_bound(&bound, &keys, opts.idle_timeout).await;
-    sched.check_alive()?;
+    check_alive(&mut sched, &sched_log)?;
     watch.abort();
 
     let at = bound.at.lock().unwrap();
@@ -462,15 +393,4 @@ pub async fn run_end_to_end(workload: &Workload, opts: &E2eOptions) -> anyhow::R
     drop(sched);
     drop(procs);
     Ok(report)
-}
-
-/// Paths of the workspace binaries next to the running executable
-/// (`target/<profile>/examples/x` → `target/<profile>/<name>`).
-pub fn sibling_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap_or_default();
-    let mut dir: &Path = exe.parent().unwrap_or(Path::new("."));
-    if dir.file_name().is_some_and(|n| n == "examples" || n == "deps") {
-        dir = dir.parent().unwrap_or(dir);
-    }
-    dir.join(name)
 }
