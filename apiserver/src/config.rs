@@ -75,6 +75,31 @@ pub struct Config {
     /// How long to wait for etcd at start before giving up.
     #[arg(long = "etcd-connect-timeout", default_value = "10s", value_parser = parse_duration)]
     pub etcd_connect_timeout: std::time::Duration,
+
+    /// Bound on one etcd call, failovers to other members included. When
+    /// etcd cannot answer in time (it lost quorum) the request gets a 504
+    /// `Timeout` at once rather than hanging. (rkube's flag: upstream only
+    /// bounds the whole request, with --request-timeout.)
+    #[arg(long = "etcd-request-timeout", default_value = "5s", value_parser = parse_duration)]
+    pub etcd_request_timeout: std::time::Duration,
+
+    /// The address this apiserver advertises to the cluster: its entry in
+    /// the `kubernetes` Service's Endpoints (and its master lease). Defaults
+    /// to --bind-address when that is a specific address and TLS is served.
+    #[arg(long = "advertise-address")]
+    pub advertise_address: Option<String>,
+
+    /// How the `kubernetes` Service's Endpoints are kept: `lease` (each
+    /// apiserver keeps a master lease in etcd; the live ones are listed) or
+    /// `none`.
+    #[arg(long = "endpoint-reconciler-type", default_value = "lease")]
+    pub endpoint_reconciler_type: String,
+
+    /// TTL of this apiserver's master lease (upstream's
+    /// MasterEndpointReconcileTTL, 15 s); it is refreshed every 2/3 of it.
+    /// Tests shorten it to see dead apiservers pruned quickly.
+    #[arg(long = "master-endpoint-reconcile-ttl", default_value = "15s", value_parser = parse_duration)]
+    pub master_endpoint_reconcile_ttl: std::time::Duration,
 }
 
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod config;
 pub mod discovery;
 pub mod fields;
+pub mod masterleases;
 pub mod node_proxy;
 pub mod openapi;
 pub mod patch;
@@ -29,6 +30,7 @@ pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -40,6 +42,7 @@ pub use config::Config;
 /// and serves until the process ends.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let server = Arc::new(build(&config).await?);
+    let leases = master_leases(&config, &server)?;
     let mut tasks = Vec::new();
     if config.insecure_port != 0 {
         let addr: SocketAddr = format!("{}:{}", config.insecure_bind_address, config.insecure_port)
@@ -66,10 +69,57 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if tasks.is_empty() {
         anyhow::bail!("nothing to serve: --insecure-port is 0 and no --tls-cert-file was given");
     }
-    for t in tasks {
-        t.await??;
+    let serving = futures::future::try_join_all(tasks);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = serving => {
+            for t in r? {
+                t?;
+            }
+            Ok(())
+        }
+        _ = term.recv() => {
+            // A clean stop takes this apiserver out of the `kubernetes`
+            // Endpoints at once instead of after its lease's TTL.
+            if let Some(l) = leases {
+                match tokio::time::timeout(Duration::from_secs(5), l.remove()).await {
+                    Ok(Ok(())) => tracing::info!("removed this apiserver's master lease"),
+                    Ok(Err(e)) => tracing::warn!("removing the master lease: {}", e.message),
+                    Err(_) => tracing::warn!("removing the master lease: timed out"),
+                }
+            }
+            tracing::info!("SIGTERM: stopping");
+            Ok(())
+        }
     }
-    Ok(())
+}
+
+/// Starts the master lease reconciler (`--endpoint-reconciler-type=lease`)
+/// when there is an address to advertise.
+fn master_leases(config: &Config, server: &server::ApiServer) -> anyhow::Result<Option<Arc<masterleases::MasterLeases>>> {
+    match config.endpoint_reconciler_type.as_str() {
+        "none" => return Ok(None),
+        "lease" => {}
+        other => anyhow::bail!("--endpoint-reconciler-type {other:?}: must be lease or none"),
+    }
+    let specific = |a: &str| a.parse::<std::net::IpAddr>().is_ok_and(|ip| !ip.is_unspecified());
+    let ip = match &config.advertise_address {
+        Some(a) if specific(a) => a.clone(),
+        Some(a) => anyhow::bail!("--advertise-address {a:?}: must be a specific IP address"),
+        // Upstream falls back to the host's default-route interface; a
+        // single box often has none, so rkube advertises only what it is told.
+        None if config.tls_cert_file.is_some() && specific(&config.bind_address) => config.bind_address.clone(),
+        None => {
+            tracing::info!("no --advertise-address: not keeping a master lease");
+            return Ok(None);
+        }
+    };
+    let ttl = config.master_endpoint_reconcile_ttl;
+    anyhow::ensure!(ttl >= Duration::from_secs(1), "--master-endpoint-reconcile-ttl must be at least 1s");
+    let leases = masterleases::MasterLeases::new(server.registry.clone(), &ip, ttl, config.secure_port);
+    tracing::info!(%ip, ?ttl, interval = ?leases.interval(), "using the lease endpoint reconciler");
+    leases.spawn();
+    Ok(Some(leases))
 }
 
 /// Everything but the listener: what tests and benchmarks drive directly.
@@ -81,7 +131,7 @@ pub async fn build(config: &Config) -> anyhow::Result<server::ApiServer> {
     let (base, last) = registry::allocator::parse_port_range(&config.service_node_port_range)
         .map_err(|e| anyhow!("invalid --service-node-port-range: {e}"))?;
     let prefix = config.etcd_prefix.trim_end_matches('/').to_string();
-    let etcd = storage::etcd::Etcd::connect(&config.etcd_servers, config.etcd_connect_timeout)
+    let etcd = storage::etcd::Etcd::connect_with(&config.etcd_servers, config.etcd_connect_timeout, config.etcd_request_timeout)
         .await
         .map_err(|e| anyhow!("cannot reach etcd at {}: {e}", config.etcd_servers.join(",")))?;
     let ips = registry::allocator::ServiceIps::new(&prefix, net);

@@ -1023,6 +1023,12 @@ fn canonical_order(obj: &Value) -> Value {
 
 pub fn storage_error(e: StorageError) -> ApiError {
     match e {
+        // etcd did not answer in time (lost quorum, say): upstream's
+        // request-timeout answer, 504 with reason Timeout; the cause is logged.
+        StorageError::Timeout(m) => {
+            tracing::warn!("etcd: {m}");
+            ApiError::timeout("Timeout: request did not complete within the allotted timeout")
+        }
         StorageError::Etcd(m) if m.contains("deadline") || m.contains("timed out") => ApiError::timeout(format!(
             "The request timed out waiting for etcd: {m}"
         )),

@@ -30,6 +30,8 @@ const EVENT_WINDOW: usize = 20_000;
 /// A watcher that falls this far behind is closed, as upstream closes slow
 /// watchers; the client re-watches from its last resourceVersion.
 const BROADCAST_CAPACITY: usize = 32_768;
+/// How `follow_once` reports that the revision to resume from is compacted.
+const COMPACTED: &str = "compacted";
 
 /// One object as the cache holds it.
 #[derive(Debug)]
@@ -180,8 +182,18 @@ impl WatchCache {
             match self.follow_once(&etcd, rv, &mut progress_rx).await {
                 Ok(()) => return,
                 Err(e) => {
-                    tracing::warn!(resource = self.resource.plural, "etcd watch ended: {e}; re-listing");
                     tokio::time::sleep(Duration::from_millis(200)).await;
+                    // Resume from the last applied revision (another etcd
+                    // member has the same history), so watchers get every
+                    // event in order with its own resourceVersion, as on
+                    // every other apiserver. Only a compacted history
+                    // forces a re-list.
+                    if !e.starts_with(COMPACTED) {
+                        tracing::warn!(resource = self.resource.plural, "etcd watch ended: {e}; resuming");
+                        rv = self.current_rv();
+                        continue;
+                    }
+                    tracing::warn!(resource = self.resource.plural, "etcd watch ended: {e}; re-listing");
                     match self.relist(&etcd).await {
                         Ok(r) => rv = r,
                         Err(e) => tracing::warn!("re-list failed: {}", e.message),
@@ -206,7 +218,10 @@ impl WatchCache {
                         Ok(None) => return Err("stream closed".into()),
                         Err(e) => return Err(e.to_string()),
                     };
-                    if resp.canceled() || resp.compact_revision() > 0 {
+                    if resp.compact_revision() > 0 {
+                        return Err(format!("{COMPACTED} (at {})", resp.compact_revision()));
+                    }
+                    if resp.canceled() {
                         return Err(format!("watch canceled: {}", resp.cancel_reason()));
                     }
                     // The "created" answer carries the store's current
