@@ -363,7 +363,7 @@ impl Haproxy {
 /// cut when it goes down, so watches move to a live apiserver.
 pub fn haproxy_config(bind_ip: &str, port: u16, backends: &[(String, u16)], tls_check: bool) -> String {
     let mut s = format!(
-        "global\n  maxconn 4096\n\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 1h\n  timeout server 1h\n\n\
+        "global\n  maxconn 4096\n\ndefaults\n  mode tcp\n  retries 3\n  option redispatch 1\n  timeout connect 2s\n  timeout client 1h\n  timeout server 1h\n\n\
          frontend apiserver\n  bind {bind_ip}:{port}\n  default_backend apiservers\n\n\
          backend apiservers\n  balance roundrobin\n  option httpchk GET /readyz\n  http-check expect status 200\n\
          \x20 default-server inter 500ms fall 2 rise 2 on-marked-down shutdown-sessions\n"

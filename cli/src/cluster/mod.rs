@@ -14,10 +14,12 @@
 //! * [`spec`] — names, addresses and ports of one cluster (`cluster.json`).
 //! * [`supervise`] — daemon processes: setsid, pid files, logs, stop.
 //! * [`network`] — host bridge, node namespaces, veths, routes.
+//! * [`ha`] — the high-availability control plane of `rkube up --ha`.
 //! * [`demo`] — the demo application's manifests.
 //! * [`progress`] — the one-line-per-step progress display.
 
 pub mod demo;
+pub mod ha;
 pub mod network;
 pub mod progress;
 pub mod spec;

@@ -1,7 +1,8 @@
 //! The nodes' network: the "switch" and the "machines" plugged into it.
 //!
 //! * Host bridge `<prefix>0` with the host's address `.1/24`: the node
-//!   network. The apiserver listens there.
+//!   network. The apiserver listens there (with `--ha`, HAProxy does, and
+//!   apiserver N gets `.(1+N)` on the bridge).
 //! * One network namespace per node, joined by a veth pair (`<prefix>-nN`
 //!   on the host bridge, `eth0` inside, address `.(10+N)/24`).
 //! * Pod routing without an overlay, as on one L2 segment (the "host-gw"
@@ -45,6 +46,11 @@ pub fn create(spec: &Spec) -> anyhow::Result<()> {
     // The bridge's own address gives the host its connected route to the
     // node network, and nothing else.
     let _ = ip(&["addr", "add", &host_cidr, "dev", &br]);
+    // With --ha each apiserver has its own address on the bridge too (the
+    // host keeps .1, where HAProxy listens).
+    for a in spec.apiserver_ips().into_iter().filter(|a| *a != spec.host_ip()) {
+        let _ = ip(&["addr", "add", &format!("{a}/24"), "dev", &br]);
+    }
     ip(&["link", "set", &br, "up"])?;
     for n in spec.node_range() {
         let ns = spec.netns(n);

@@ -26,6 +26,24 @@ pub struct Spec {
     pub apiserver_insecure_port: u16,
     pub controller_port: u16,
     pub scheduler_port: u16,
+    /// Set by `rkube up --ha`: the high-availability control plane's ports
+    /// (absent from older cluster.json files: a single control plane).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha: Option<HaPorts>,
+}
+
+/// Ports of the HA control plane (`rkube up --ha`, see [`super::ha`]):
+/// 3 etcd members, 3 apiservers, HAProxy, 2 controllers, 2 schedulers.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+pub struct HaPorts {
+    /// (client, peer) of each etcd member, on 127.0.0.1.
+    pub etcd: Vec<(u16, u16)>,
+    /// Each apiserver's insecure port on 127.0.0.1 (health checks, `rkube status`).
+    pub apiserver_insecure: Vec<u16>,
+    pub controller: Vec<u16>,
+    pub scheduler: Vec<u16>,
+    /// HAProxy's own health endpoint (`monitor-uri`) on 127.0.0.1.
+    pub haproxy_monitor: u16,
 }
 
 /// `a.b.c.0/24` → `a.b.c.0` (only /24 accepted).
@@ -98,8 +116,29 @@ impl Spec {
     pub fn cluster_cidr_str(&self) -> String {
         format!("{}/16", self.cluster_cidr)
     }
+    /// The address every client uses: the apiserver's, or with `--ha`
+    /// HAProxy's, in front of the apiservers.
     pub fn apiserver_url(&self) -> String {
         format!("https://{}:{}", self.host_ip(), self.apiserver_port)
+    }
+    /// With `--ha`, apiserver `i` (1..=3) listens on, and advertises, its own
+    /// address on the node network: `.(1+i)` (the host keeps `.1`, HAProxy's).
+    pub fn apiserver_ip(&self, i: u32) -> Ipv4Addr {
+        self.octet(1 + i as u8)
+    }
+    /// The apiservers' own addresses (the host address without `--ha`).
+    pub fn apiserver_ips(&self) -> Vec<Ipv4Addr> {
+        match &self.ha {
+            Some(h) => (1..=h.apiserver_insecure.len() as u32).map(|i| self.apiserver_ip(i)).collect(),
+            None => vec![self.host_ip()],
+        }
+    }
+    /// Every etcd member's client URL, for `--etcd-servers`.
+    pub fn etcd_urls(&self) -> Vec<String> {
+        match &self.ha {
+            Some(h) => h.etcd.iter().map(|(c, _)| format!("http://127.0.0.1:{c}")).collect(),
+            None => vec![self.etcd_url()],
+        }
     }
     pub fn insecure_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.apiserver_insecure_port)
@@ -137,9 +176,47 @@ impl Spec {
     pub fn node_range(&self) -> impl Iterator<Item = u32> {
         1..=self.nodes
     }
+    /// The control-plane components, in start order.
+    pub fn control_plane(&self) -> Vec<String> {
+        match &self.ha {
+            None => ["etcd", "apiserver", "controller", "scheduler"].iter().map(|s| s.to_string()).collect(),
+            Some(h) => {
+                let mut v = Vec::new();
+                v.extend((1..=h.etcd.len()).map(|i| format!("etcd-{i}")));
+                v.extend((1..=h.apiserver_insecure.len()).map(|i| format!("apiserver-{i}")));
+                v.push("haproxy".to_string());
+                v.extend((1..=h.controller.len()).map(|i| format!("controller-{i}")));
+                v.extend((1..=h.scheduler.len()).map(|i| format!("scheduler-{i}")));
+                v
+            }
+        }
+    }
+
+    /// Where a control-plane component answers its health check (plain
+    /// HTTP on 127.0.0.1): (address, path).
+    pub fn health_endpoint(&self, component: &str) -> Option<(String, &'static str)> {
+        let local = |p: u16| format!("127.0.0.1:{p}");
+        let (kind, idx) = match component.rsplit_once('-') {
+            Some((k, i)) if i.parse::<usize>().is_ok() => (k, i.parse::<usize>().unwrap()),
+            _ => (component, 0),
+        };
+        match (&self.ha, kind, idx) {
+            (None, "etcd", 0) => Some((local(self.etcd_client_port), "/health")),
+            (None, "apiserver", 0) => Some((local(self.apiserver_insecure_port), "/healthz")),
+            (None, "controller", 0) => Some((local(self.controller_port), "/healthz")),
+            (None, "scheduler", 0) => Some((local(self.scheduler_port), "/healthz")),
+            (Some(h), "etcd", i) if i >= 1 => h.etcd.get(i - 1).map(|(c, _)| (local(*c), "/health")),
+            (Some(h), "apiserver", i) if i >= 1 => h.apiserver_insecure.get(i - 1).map(|p| (local(*p), "/readyz")),
+            (Some(h), "haproxy", 0) => Some((local(h.haproxy_monitor), "/healthz")),
+            (Some(h), "controller", i) if i >= 1 => h.controller.get(i - 1).map(|p| (local(*p), "/healthz")),
+            (Some(h), "scheduler", i) if i >= 1 => h.scheduler.get(i - 1).map(|p| (local(*p), "/healthz")),
+            _ => None,
+        }
+    }
+
     /// Every supervised component, in start order.
     pub fn components(&self) -> Vec<String> {
-        let mut v: Vec<String> = ["etcd", "apiserver", "controller", "scheduler"].iter().map(|s| s.to_string()).collect();
+        let mut v = self.control_plane();
         for n in self.node_range() {
             for c in ["containerd", "agent", "proxy"] {
                 v.push(format!("node{n}-{c}"));
@@ -185,6 +262,7 @@ mod tests {
             apiserver_insecure_port: 3,
             controller_port: 4,
             scheduler_port: 5,
+            ha: None,
         }
     }
 
@@ -203,6 +281,35 @@ mod tests {
         check(s.veth(1), "rkube-n1");
         check(s.apiserver_url(), "https://10.200.0.1:6443");
         check(s.components().join(","), "etcd,apiserver,controller,scheduler,node1-containerd,node1-agent,node1-proxy,node2-containerd,node2-agent,node2-proxy");
+    }
+
+    #[test]
+    fn ha_shape() {
+        let s = Spec {
+            ha: Some(HaPorts {
+                etcd: vec![(11, 12), (13, 14), (15, 16)],
+                apiserver_insecure: vec![21, 22, 23],
+                controller: vec![31, 32],
+                scheduler: vec![41, 42],
+                haproxy_monitor: 50,
+            }),
+            nodes: 1,
+            ..spec()
+        };
+        check(s.components().join(","), "etcd-1,etcd-2,etcd-3,apiserver-1,apiserver-2,apiserver-3,haproxy,controller-1,controller-2,scheduler-1,scheduler-2,node1-containerd,node1-agent,node1-proxy");
+        check(s.etcd_urls().join(","), "http://127.0.0.1:11,http://127.0.0.1:13,http://127.0.0.1:15");
+        check(format!("{:?}", s.apiserver_ips()), "[10.200.0.2, 10.200.0.3, 10.200.0.4]");
+        // Clients keep one address: HAProxy's, on the host's.
+        check(s.apiserver_url(), "https://10.200.0.1:6443");
+        check(format!("{:?}", s.health_endpoint("apiserver-2")), "Some((\"127.0.0.1:22\", \"/readyz\"))");
+        check(format!("{:?}", s.health_endpoint("haproxy")), "Some((\"127.0.0.1:50\", \"/healthz\"))");
+        check(format!("{:?}", s.health_endpoint("scheduler-2")), "Some((\"127.0.0.1:42\", \"/healthz\"))");
+        check(format!("{:?}", s.health_endpoint("scheduler-3")), "None");
+        check(format!("{:?}", spec().health_endpoint("scheduler")), "Some((\"127.0.0.1:5\", \"/healthz\"))");
+        // A cluster.json written before --ha existed still loads.
+        let mut old = serde_json::to_value(spec()).unwrap();
+        old.as_object_mut().unwrap().remove("ha");
+        assert_eq!(serde_json::from_value::<Spec>(old).unwrap(), spec());
     }
 
     #[test]

@@ -68,15 +68,22 @@ pub fn down(spec: &Spec) -> Vec<String> {
         stop(&format!("node{n}-agent"));
         stop(&format!("node{n}-proxy"));
     }
-    stop("controller");
-    stop("scheduler");
+    // Control-plane components by kind (`controller` or, with --ha,
+    // `controller-1`, `controller-2`, …).
+    let of_kind = |kind: &str| -> Vec<String> {
+        spec.control_plane().into_iter().filter(|c| c == kind || c.strip_prefix(kind).is_some_and(|r| r.starts_with('-'))).collect()
+    };
+    for c in of_kind("controller").into_iter().chain(of_kind("scheduler")) {
+        stop(&c);
+    }
     for n in spec.node_range() {
         errors.extend(stop_node_runtime(spec, &sup, n));
     }
     errors.extend(network::delete(spec));
     eprintln!("  ✓ removed bridge {} and namespaces {}..{}", spec.bridge(), spec.netns(1), spec.netns(spec.nodes));
-    stop("apiserver");
-    stop("etcd");
+    for c in of_kind("haproxy").into_iter().chain(of_kind("apiserver")).chain(of_kind("etcd")) {
+        stop(&c);
+    }
     errors
 }
 

@@ -66,12 +66,9 @@ pub fn rows(spec: &Spec) -> Vec<Row> {
                     }
                 }
             } else {
-                match name.as_str() {
-                    "etcd" => health(&format!("127.0.0.1:{}", spec.etcd_client_port), "/health"),
-                    "apiserver" => health(&format!("127.0.0.1:{}", spec.apiserver_insecure_port), "/healthz"),
-                    "controller" => health(&format!("127.0.0.1:{}", spec.controller_port), "/healthz"),
-                    "scheduler" => health(&format!("127.0.0.1:{}", spec.scheduler_port), "/healthz"),
-                    _ => String::new(),
+                match spec.health_endpoint(&name) {
+                    Some((addr, path)) => health(&addr, path),
+                    None => String::new(),
                 }
             };
             let version = if pid.is_some() { version_of(&sup, &name) } else { String::new() };

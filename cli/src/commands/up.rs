@@ -55,6 +55,11 @@ pub struct Options {
     /// Do not install missing Debian packages; only report them.
     #[arg(long)]
     pub no_install: bool,
+    /// High availability: a 3-member etcd cluster, three apiservers behind
+    /// HAProxy (the single address in every kubeconfig), two controllers
+    /// and two schedulers with leader election (see `cluster/ha.rs`).
+    #[arg(long)]
+    pub ha: bool,
 }
 
 /// Commands the cluster needs, and the Debian package providing each.
@@ -71,6 +76,9 @@ const PREREQUISITES: &[(&str, &str)] = &[
     (DEFAULT_BUSYBOX_BINARY, "busybox-static"),
 ];
 
+/// What `--ha` needs on top.
+const HA_PREREQUISITES: &[(&str, &str)] = &[("haproxy", "haproxy")];
+
 fn have(cmd: &str) -> bool {
     if cmd.starts_with('/') {
         return Path::new(cmd).exists();
@@ -82,8 +90,13 @@ fn have(cmd: &str) -> bool {
 
 /// Missing Debian packages (deduplicated, in order).
 pub fn missing_packages(have: impl Fn(&str) -> bool) -> Vec<&'static str> {
+    missing_packages_for(false, have)
+}
+
+pub fn missing_packages_for(ha: bool, have: impl Fn(&str) -> bool) -> Vec<&'static str> {
     let mut v: Vec<&'static str> = Vec::new();
-    for (cmd, pkg) in PREREQUISITES {
+    let extra: &[(&str, &str)] = if ha { HA_PREREQUISITES } else { &[] };
+    for (cmd, pkg) in PREREQUISITES.iter().chain(extra) {
         if !have(cmd) && !v.contains(pkg) {
             v.push(pkg);
         }
@@ -91,11 +104,11 @@ pub fn missing_packages(have: impl Fn(&str) -> bool) -> Vec<&'static str> {
     v
 }
 
-fn prerequisites(o: &Options) -> anyhow::Result<()> {
+fn prerequisites(o: &Options, ha: bool) -> anyhow::Result<()> {
     if !crate::cluster::is_root() {
         bail!("rkube up needs root: it creates network namespaces, a bridge and routes");
     }
-    let missing = missing_packages(have);
+    let missing = missing_packages_for(ha, have);
     if !missing.is_empty() {
         if o.no_install || !have("apt-get") {
             bail!("missing Debian packages: {} (install them: apt-get install -y {})", missing.join(" "), missing.join(" "));
@@ -203,6 +216,49 @@ fn wait_healthy(sup: &Supervisor, name: &str, addr: &str, path: &str) -> anyhow:
     })
 }
 
+/// Waits for a control-plane component's health endpoint ([`Spec::health_endpoint`]).
+pub fn wait_component_healthy(spec: &Spec, sup: &Supervisor, name: &str) -> anyhow::Result<()> {
+    let (addr, path) = spec.health_endpoint(name).with_context(|| format!("no health endpoint for {name}"))?;
+    wait_healthy(sup, name, &addr, path)
+}
+
+/// An apiserver's flags: TLS with client certificates, Node+RBAC, the
+/// secure port on `bind_ip`, the insecure one on 127.0.0.1.
+pub fn apiserver_args(spec: &Spec, etcd_servers: &str, bind_ip: &str, insecure_port: u16) -> Vec<String> {
+    let pki = spec.pki();
+    vec![
+        format!("--etcd-servers={etcd_servers}"),
+        format!("--bind-address={bind_ip}"),
+        format!("--secure-port={}", spec.apiserver_port),
+        format!("--tls-cert-file={}", pki.join("apiserver.crt").display()),
+        format!("--tls-private-key-file={}", pki.join("apiserver.key").display()),
+        format!("--client-ca-file={}", pki.join("ca.crt").display()),
+        s("--authorization-mode=Node,RBAC"),
+        s("--insecure-bind-address=127.0.0.1"),
+        format!("--insecure-port={insecure_port}"),
+        format!("--service-cluster-ip-range={}", spec.service_cidr),
+    ]
+}
+
+pub fn controller_args(spec: &Spec, port: u16) -> Vec<String> {
+    vec![
+        format!("--kubeconfig={}", spec.pki().join("kube-controller-manager.kubeconfig").display()),
+        format!("--cluster-cidr={}", spec.cluster_cidr_str()),
+        s("--node-cidr-mask-size=24"),
+        s("--allocate-node-cidrs=true"),
+        s("--bind-address=127.0.0.1"),
+        format!("--secure-port={port}"),
+    ]
+}
+
+pub fn scheduler_args(spec: &Spec, port: u16) -> Vec<String> {
+    vec![
+        format!("--kubeconfig={}", spec.pki().join("kube-scheduler.kubeconfig").display()),
+        s("--bind-address=127.0.0.1"),
+        format!("--secure-port={port}"),
+    ]
+}
+
 fn s<T: ToString>(v: T) -> String {
     v.to_string()
 }
@@ -221,6 +277,7 @@ fn new_spec(o: &Options, state_dir: PathBuf) -> anyhow::Result<Spec> {
         apiserver_insecure_port: free_port()?,
         controller_port: free_port()?,
         scheduler_port: free_port()?,
+        ha: if o.ha { Some(crate::cluster::spec::HaPorts::allocate()?) } else { None },
     };
     spec.validate()?;
     Ok(spec)
@@ -249,12 +306,16 @@ pub fn run(o: Options) -> anyhow::Result<()> {
                 return Ok(());
             }
             eprintln!("Restarting the stopped cluster in {} (its names, addresses and data are kept; `rkube down --purge` forgets it).", state_dir.display());
+            if o.ha != spec.ha.is_some() {
+                eprintln!("(It was made {} --ha, and keeps that shape.)", if spec.ha.is_some() { "with" } else { "without" });
+            }
             spec
         }
         None => new_spec(&o, state_dir.clone())?,
     };
-    eprintln!("rkube up: {} node(s), state in {}", spec.nodes, spec.state_dir.display());
-    step("prerequisites", || prerequisites(&o))?;
+    let shape = if spec.ha.is_some() { ", high availability (3 etcd, 3 apiservers behind haproxy, 2 controllers, 2 schedulers)" } else { "" };
+    eprintln!("rkube up: {} node(s){shape}, state in {}", spec.nodes, spec.state_dir.display());
+    step("prerequisites", || prerequisites(&o, spec.ha.is_some()))?;
     let bins = step("component binaries", || Binaries::find(o.bin_dir.as_deref()))?;
     spec.save()?;
     let sup = Supervisor::new(spec.run_dir(), spec.logs());
@@ -272,28 +333,35 @@ fn bring_up(o: &Options, spec: &Spec, sup: &Supervisor, bins: &Binaries) -> anyh
         network::create(spec)
     })?;
 
-    step("etcd", || {
-        let (c, p) = (spec.etcd_url(), format!("http://127.0.0.1:{}", spec.etcd_peer_port));
-        let args = vec![
-            s("--name=rkube"),
-            format!("--data-dir={}", spec.state_dir.join("etcd").display()),
-            format!("--listen-client-urls={c}"),
-            format!("--advertise-client-urls={c}"),
-            format!("--listen-peer-urls={p}"),
-            format!("--initial-advertise-peer-urls={p}"),
-            format!("--initial-cluster=rkube={p}"),
-            s("--log-level=warn"),
-            s("--logger=zap"),
-        ];
-        sup.start("etcd", None, Path::new(&which("etcd")?), &args)?;
-        wait_healthy(sup, "etcd", &format!("127.0.0.1:{}", spec.etcd_client_port), "/health")
-    })?;
+    match &spec.ha {
+        Some(h) => step(&format!("etcd: {} members", h.etcd.len()), || crate::cluster::ha::start_etcd(spec, sup, h))?,
+        None => step("etcd", || {
+            let (c, p) = (spec.etcd_url(), format!("http://127.0.0.1:{}", spec.etcd_peer_port));
+            let args = vec![
+                s("--name=rkube"),
+                format!("--data-dir={}", spec.state_dir.join("etcd").display()),
+                format!("--listen-client-urls={c}"),
+                format!("--advertise-client-urls={c}"),
+                format!("--listen-peer-urls={p}"),
+                format!("--initial-advertise-peer-urls={p}"),
+                format!("--initial-cluster=rkube={p}"),
+                s("--log-level=warn"),
+                s("--logger=zap"),
+            ];
+            sup.start("etcd", None, Path::new(&which("etcd")?), &args)?;
+            wait_healthy(sup, "etcd", &format!("127.0.0.1:{}", spec.etcd_client_port), "/health")
+        })?,
+    }
 
     step("certificates and kubeconfigs", || {
+        // The serving certificate names every address an apiserver is
+        // reached at: the host's (HAProxy's with --ha) and each apiserver's own.
+        let mut sans = vec![spec.host_ip().to_string()];
+        sans.extend(spec.apiserver_ips().iter().map(|ip| ip.to_string()).filter(|ip| *ip != spec.host_ip().to_string()));
         let opts = crate::commands::certs::Options {
             dir: spec.pki(),
             server: spec.apiserver_url(),
-            apiserver_sans: vec![spec.host_ip().to_string()],
+            apiserver_sans: sans,
             service_ip: first_service_ip(&spec.service_cidr)?.into(),
             nodes: spec.node_range().map(|n| spec.node_name(n)).collect(),
             ..Default::default()
@@ -301,49 +369,11 @@ fn bring_up(o: &Options, spec: &Spec, sup: &Supervisor, bins: &Binaries) -> anyh
         crate::commands::certs::generate(&opts).map(|_| ())
     })?;
 
-    step(&format!("rkube-apiserver on {}", spec.apiserver_url()), || {
-        let pki = spec.pki();
-        let args = vec![
-            format!("--etcd-servers={}", spec.etcd_url()),
-            format!("--bind-address={}", spec.host_ip()),
-            format!("--secure-port={}", spec.apiserver_port),
-            format!("--tls-cert-file={}", pki.join("apiserver.crt").display()),
-            format!("--tls-private-key-file={}", pki.join("apiserver.key").display()),
-            format!("--client-ca-file={}", pki.join("ca.crt").display()),
-            s("--authorization-mode=Node,RBAC"),
-            s("--insecure-bind-address=127.0.0.1"),
-            format!("--insecure-port={}", spec.apiserver_insecure_port),
-            format!("--service-cluster-ip-range={}", spec.service_cidr),
-        ];
-        sup.start("apiserver", None, &bins.apiserver, &args)?;
-        wait_healthy(sup, "apiserver", &format!("127.0.0.1:{}", spec.apiserver_insecure_port), "/healthz")?;
-        // And through TLS with the admin's client certificate, as users will.
-        wait_for("kubectl through the secure port", Duration::from_secs(30), || Ok(kubectl(spec, &["get", "--raw", "/healthz"]).ok()))?;
-        Ok(())
-    })?;
-
-    step("rkube-controller", || {
-        let args = vec![
-            format!("--kubeconfig={}", spec.pki().join("kube-controller-manager.kubeconfig").display()),
-            format!("--cluster-cidr={}", spec.cluster_cidr_str()),
-            s("--node-cidr-mask-size=24"),
-            s("--allocate-node-cidrs=true"),
-            s("--bind-address=127.0.0.1"),
-            format!("--secure-port={}", spec.controller_port),
-        ];
-        sup.start("controller", None, &bins.controller, &args)?;
-        wait_healthy(sup, "controller", &format!("127.0.0.1:{}", spec.controller_port), "/healthz")
-    })?;
-
-    step("rkube-scheduler", || {
-        let args = vec![
-            format!("--kubeconfig={}", spec.pki().join("kube-scheduler.kubeconfig").display()),
-            s("--bind-address=127.0.0.1"),
-            format!("--secure-port={}", spec.scheduler_port),
-        ];
-        sup.start("scheduler", None, &bins.scheduler, &args)?;
-        wait_healthy(sup, "scheduler", &format!("127.0.0.1:{}", spec.scheduler_port), "/healthz")
-    })?;
+    if let Some(h) = &spec.ha {
+        crate::cluster::ha::start_control_plane(spec, sup, bins, h)?;
+    } else {
+        start_control_plane(spec, sup, bins)?;
+    }
 
     for n in spec.node_range() {
         step(&format!("{}: containerd ({}), images", spec.node_name(n), spec.pod_cidr(n)), || start_containerd(spec, sup, n))?;
@@ -367,7 +397,30 @@ fn bring_up(o: &Options, spec: &Spec, sup: &Supervisor, bins: &Binaries) -> anyh
     print_summary(spec, true)
 }
 
-fn which(cmd: &str) -> anyhow::Result<String> {
+/// The single control plane: one apiserver, one controller, one scheduler.
+fn start_control_plane(spec: &Spec, sup: &Supervisor, bins: &Binaries) -> anyhow::Result<()> {
+    step(&format!("rkube-apiserver on {}", spec.apiserver_url()), || {
+        let args = apiserver_args(spec, &spec.etcd_url(), &spec.host_ip().to_string(), spec.apiserver_insecure_port);
+        sup.start("apiserver", None, &bins.apiserver, &args)?;
+        wait_healthy(sup, "apiserver", &format!("127.0.0.1:{}", spec.apiserver_insecure_port), "/healthz")?;
+        // And through TLS with the admin's client certificate, as users will.
+        wait_for("kubectl through the secure port", Duration::from_secs(30), || Ok(kubectl(spec, &["get", "--raw", "/healthz"]).ok()))?;
+        Ok(())
+    })?;
+
+    step("rkube-controller", || {
+        sup.start("controller", None, &bins.controller, &controller_args(spec, spec.controller_port))?;
+        wait_healthy(sup, "controller", &format!("127.0.0.1:{}", spec.controller_port), "/healthz")
+    })?;
+
+    step("rkube-scheduler", || {
+        sup.start("scheduler", None, &bins.scheduler, &scheduler_args(spec, spec.scheduler_port))?;
+        wait_healthy(sup, "scheduler", &format!("127.0.0.1:{}", spec.scheduler_port), "/healthz")
+    })?;
+    Ok(())
+}
+
+pub fn which(cmd: &str) -> anyhow::Result<String> {
     let p = std::env::var_os("PATH").context("no PATH")?;
     std::env::split_paths(&p)
         .map(|d| d.join(cmd))
@@ -518,6 +571,12 @@ fn print_summary(spec: &Spec, demo: bool) -> anyhow::Result<()> {
         for n in spec.node_range() {
             println!("frontend through NodePort {}:{} (from the host): {}", spec.node_ip(n), port.trim(), fetch_node_port(spec, n)?);
         }
+    }
+    if spec.ha.is_some() {
+        println!("\nHigh availability: every client goes through haproxy at {} to the apiservers on {} (each checked on /readyz; `kubectl get endpoints kubernetes` lists the live ones); etcd has {} members; controllers and schedulers run twice, one of each leading (`kubectl -n kube-system get leases`).",
+            spec.apiserver_url(),
+            spec.apiserver_ips().iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", "),
+            spec.etcd_urls().len());
     }
     println!("\nUse the cluster with:\n  export KUBECONFIG={}\n  kubectl get pods -o wide", spec.admin_kubeconfig().display());
     println!("  ip netns exec {} sh    # a shell on node 1 (ClusterIPs work from there)", spec.netns(1));

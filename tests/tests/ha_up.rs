@@ -1,0 +1,149 @@
+//! `rkube up --ha` end to end (root): 3 etcd members, 3 apiservers behind
+//! HAProxy, 2 controllers and 2 schedulers with leader election, one node.
+//! A kill -9'd apiserver is invisible to kubectl (HAProxy moves on); a
+//! kill -9'd scheduler leader is replaced by its standby; `rkube down`
+//! leaves nothing behind. Unique prefix, subnets and state dir; `rkube down
+//! --purge` runs on drop even if an assertion fails.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn run(cmd: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+struct Cluster {
+    rkube: PathBuf,
+    state: tempfile::TempDir,
+    up: bool,
+}
+
+impl Cluster {
+    fn rkube(&self, args: &[&str]) -> (bool, String) {
+        let mut a: Vec<&str> = args.to_vec();
+        let sd = self.state.path().to_str().unwrap().to_string();
+        a.extend(["--state-dir", &sd]);
+        let out = Command::new(&self.rkube).args(&a).output().unwrap();
+        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+
+    fn kubectl(&self, args: &[&str]) -> (bool, String) {
+        let kc = self.state.path().join("pki/admin.kubeconfig");
+        let mut a = vec!["--kubeconfig", kc.to_str().unwrap()];
+        a.extend_from_slice(args);
+        run("kubectl", &a)
+    }
+
+    fn pid(&self, component: &str) -> i32 {
+        std::fs::read_to_string(self.state.path().join(format!("run/{component}.pid"))).unwrap().trim().parse().unwrap()
+    }
+
+    fn log(&self, component: &str) -> String {
+        std::fs::read_to_string(self.state.path().join(format!("logs/{component}.log"))).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.up {
+            let (_, out) = self.rkube(&["down", "--purge"]);
+            eprintln!("clean-up rkube down: {out}");
+        }
+    }
+}
+
+fn wait(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "{what}: not after {timeout:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn route_free(needle: &str) -> bool {
+    !run("ip", &["route"]).1.contains(needle)
+}
+
+#[test]
+fn up_ha_survives_an_apiserver_and_a_scheduler_leader_kill_and_down_cleans() {
+    let rkube = e2e::bin("rkube");
+    for b in ["rkube-apiserver", "rkube-controller", "rkube-scheduler", "rkube-agent", "rkube-proxy"] {
+        e2e::bin(b);
+    }
+    let id = std::process::id();
+    let mut k = id % 200 + 101;
+    let (subnet, cluster_cidr) = loop {
+        let subnet = format!("10.{}.{}.0/24", 201 + k % 40, k % 250);
+        let cluster = format!("172.{}.0.0/16", 16 + (k % 16));
+        if route_free(&format!("10.{}.{}.", 201 + k % 40, k % 250)) && route_free(&format!("172.{}.", 16 + (k % 16))) {
+            break (subnet, cluster);
+        }
+        k += 7;
+    };
+    let base = subnet.trim_end_matches(".0/24").to_string();
+    let prefix = format!("rkh{}", id % 100000);
+    let state = tempfile::Builder::new().prefix("rkube-up-ha-").tempdir_in("/tmp").unwrap();
+    let mut c = Cluster { rkube, state, up: true };
+
+    let start = Instant::now();
+    let (ok, out) = c.rkube(&["up", "--ha", "--nodes", "1", "--no-demo", "--name-prefix", &prefix, "--subnet", &subnet, "--cluster-cidr", &cluster_cidr, "--no-install"]);
+    eprintln!("rkube up --ha ({:.1?}):\n{out}", start.elapsed());
+    assert!(ok, "rkube up --ha failed:\n{out}");
+
+    let (ok, out) = c.rkube(&["status"]);
+    assert!(ok, "{out}");
+    for comp in ["etcd-1", "etcd-2", "etcd-3", "apiserver-1", "apiserver-2", "apiserver-3", "haproxy", "controller-1", "controller-2", "scheduler-1", "scheduler-2", "node1-agent", "node1-proxy"] {
+        let line = out.lines().find(|l| l.starts_with(&format!("{comp} "))).unwrap_or_else(|| panic!("{comp} missing from status:\n{out}"));
+        assert!(line.contains(" ok"), "{comp} not healthy: {line}");
+    }
+    // Every kubeconfig names HAProxy's address; the kubernetes Service
+    // lists the three apiservers, each on its own address.
+    let kc = std::fs::read_to_string(c.state.path().join("pki/kube-scheduler.kubeconfig")).unwrap();
+    assert!(kc.contains(&format!("server: https://{base}.1:6443")), "{kc}");
+    let want = format!("{base}.2:6443,{base}.3:6443,{base}.4:6443");
+    wait("kubernetes endpoints list the 3 apiservers", Duration::from_secs(20), || {
+        c.kubectl(&["get", "endpoints", "kubernetes", "-o", "jsonpath={range .subsets[*].addresses[*]}{.ip}:6443,{end}"]).1.trim_end_matches(',') == want
+    });
+
+    // kill -9 one apiserver: kubectl through HAProxy does not notice.
+    let killed = c.pid("apiserver-1");
+    unsafe { libc::kill(killed, libc::SIGKILL) };
+    let mut failures = Vec::new();
+    for _ in 0..30 {
+        let (ok, out) = c.kubectl(&["get", "--raw", "/api/v1/namespaces/default"]);
+        if !ok {
+            failures.push(out);
+        }
+    }
+    assert!(failures.is_empty(), "requests failed after an apiserver died: {failures:#?}");
+    let (_, out) = c.rkube(&["status"]);
+    assert!(out.lines().any(|l| l.starts_with("apiserver-1 ") && l.contains("stopped")), "{out}");
+
+    // kill -9 the scheduler leader: the standby takes over within the
+    // lease duration (15 s) plus a retry period.
+    let leader = ["scheduler-1", "scheduler-2"].into_iter().find(|s| c.log(s).contains("acquired lease")).expect("a scheduler leads");
+    let standby = if leader == "scheduler-1" { "scheduler-2" } else { "scheduler-1" };
+    let t = Instant::now();
+    unsafe { libc::kill(c.pid(leader), libc::SIGKILL) };
+    wait("the standby scheduler to take over", Duration::from_secs(25), || c.log(standby).contains("acquired lease"));
+    eprintln!("{standby} took over {:?} after {leader} was killed", t.elapsed());
+
+    // Down: every process gone, the bridge and namespace too.
+    let (ok, out) = c.rkube(&["down"]);
+    assert!(ok, "rkube down:\n{out}");
+    let sd = c.state.path().to_str().unwrap().to_string();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd);
+            assert!(!cmd.contains(&sd), "process left: {} {cmd}", e.file_name().to_string_lossy());
+        }
+    }
+    assert!(!run("ip", &["-o", "link"]).1.contains(&format!("{prefix}0")), "bridge left");
+    assert!(!run("ip", &["netns", "list"]).1.contains(&prefix), "namespace left");
+    assert!(route_free(&format!("{base}.")), "routes left");
+    let (ok, out) = c.rkube(&["down", "--purge"]);
+    assert!(ok, "{out}");
+    c.up = false;
+}
