@@ -19,8 +19,8 @@ macro_rules! typed_kinds {
     };
 }
 
-fn roundtrip<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, String> {
-    let typed: T = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+fn roundtrip<T: DeserializeOwned + Serialize>(v: Value) -> Result<Value, String> {
+    let typed: T = serde_json::from_value(v).map_err(|e| e.to_string())?;
     serde_json::to_value(&typed).map_err(|e| e.to_string())
 }
 
@@ -30,7 +30,7 @@ pub fn normalize(kind: &str, value: &Value) -> Result<Value, String> {
     use k8s_openapi::api::{authorization::v1 as authorization, autoscaling::v1 as autoscaling, rbac::v1 as rbac};
     let mut value = value.clone();
     quantities_as_strings(&mut value);
-    typed_kinds!(kind, &value, {
+    typed_kinds!(kind, value, {
         "Pod" => core::Pod,
         "Node" => core::Node,
         "Namespace" => core::Namespace,

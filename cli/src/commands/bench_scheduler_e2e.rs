@@ -38,7 +38,8 @@ use kube::api::{Api, PostParams};
 use serde::Deserialize;
 use tokio::sync::Notify;
 
-use rkube_scheduler::perf::{EtcdCeiling, Report, Workload};
+use rkube_agent::bench::ProcSample;
+use rkube_scheduler::perf::{EtcdCeiling, ProcessCpu, Report, Workload};
 
 use crate::procs::{self, free_port, Proc};
 
@@ -349,12 +350,20 @@ pub async fn run_end_to_end(workload: &Workload, opts: &E2eOptions) -> anyhow::R
 
     // ---- measured pods ----
     let keys: Vec<String> = measure_pods.iter().map(pod_key).collect();
+    // CPU of every process in the pipeline over the measured phase (the
+    // runner included: it creates the pods and watches etcd).
+    let mut watched: Vec<(String, u32)> = procs.iter().map(|p| (p.name.clone(), p.pid())).collect();
+    watched.push((sched.name.clone(), sched.pid()));
+    watched.push(("runner".into(), std::process::id()));
+    let cpu_before: Vec<Option<Duration>> = watched.iter().map(|(_, pid)| ProcSample::read(*pid).ok().map(|s| s.cpu)).collect();
     let start = Instant::now();
     let (sent, created_at) = create_pods(&client, measure_pods, opts.concurrency).await?;
     let creation = created_at - start;
     wait_bound(&bound, &keys, opts.idle_timeout).await;
     check_alive(&mut sched, &sched_log)?;
     watch.abort();
+    let phase = start.elapsed();
+    let cpu_after: Vec<Option<Duration>> = watched.iter().map(|(_, pid)| ProcSample::read(*pid).ok().map(|s| s.cpu)).collect();
 
     let at = bound.at.lock().unwrap();
     let mut scheduled: Vec<(Duration, Duration)> = keys
@@ -390,6 +399,19 @@ pub async fn run_end_to_end(workload: &Workload, opts: &E2eOptions) -> anyhow::R
         ratio: if raw > 0.0 { report.throughput.average / raw } else { 0.0 },
         pods_created_per_second: num_measured as f64 / creation.as_secs_f64().max(1e-9),
     });
+    let bound_pods = report.scheduled.max(1) as f64;
+    report.cpu_per_pod = watched
+        .iter()
+        .zip(cpu_before.iter().zip(&cpu_after))
+        .filter_map(|((name, _), (b, a))| {
+            let used = a.as_ref()?.saturating_sub(*b.as_ref()?);
+            Some(ProcessCpu {
+                process: name.clone(),
+                ms_per_pod: used.as_secs_f64() * 1e3 / bound_pods,
+                cores: used.as_secs_f64() / phase.as_secs_f64().max(1e-9),
+            })
+        })
+        .collect();
     drop(sched);
     drop(procs);
     Ok(report)

@@ -15,6 +15,6 @@ pub mod report;
 pub mod runner;
 pub mod workload;
 
-pub use report::{EtcdCeiling, Report, Stats};
+pub use report::{EtcdCeiling, ProcessCpu, Report, Stats};
 pub use runner::{run_in_process, RunOptions};
 pub use workload::{Workload, WorkloadError};

@@ -81,6 +81,22 @@ pub struct Report {
     /// End-to-end only: the raw etcd transaction rate of the same run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etcd: Option<EtcdCeiling>,
+    /// End-to-end only: CPU time each process used during the measured
+    /// phase, per scheduled pod. Unlike pods/s this barely depends on what
+    /// else the machine runs, so it is the figure to compare across runs;
+    /// cores / (total per pod) is the throughput ceiling when CPU-bound.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cpu_per_pod: Vec<ProcessCpu>,
+}
+
+/// One process's share of the CPU in an end-to-end run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessCpu {
+    pub process: String,
+    /// User + system CPU milliseconds per scheduled pod.
+    pub ms_per_pod: f64,
+    /// Average cores it used over the measured phase.
+    pub cores: f64,
 }
 
 impl Report {
@@ -136,6 +152,7 @@ impl Report {
             first_failure,
             threads: rayon::current_num_threads(),
             etcd: None,
+            cpu_per_pod: Vec::new(),
         }
     }
 
@@ -173,6 +190,17 @@ impl Report {
             );
             let _ = writeln!(s, "{:<34} {:>10.2}", "end-to-end / raw etcd", e.ratio);
             let _ = writeln!(s, "{:<34} {:>10.0}", "pods created/s (measured phase)", e.pods_created_per_second);
+        }
+        if !self.cpu_per_pod.is_empty() {
+            let total: f64 = self.cpu_per_pod.iter().map(|c| c.ms_per_pod).sum();
+            let parts: Vec<String> =
+                self.cpu_per_pod.iter().map(|c| format!("{} {:.3} ({:.2} cores)", c.process, c.ms_per_pod, c.cores)).collect();
+            let _ = writeln!(s, "{:<34} {:>10.3}   = {}", "CPU ms per pod (measured phase)", total, parts.join(" + "));
+            let _ = writeln!(
+                s,
+                "{:<34} {:>10.0}   (pods/s if CPU-bound: {} cores / CPU per pod)",
+                "CPU ceiling pods/s", self.threads as f64 * 1e3 / total.max(1e-9), self.threads
+            );
         }
         if let Some(f) = &self.first_failure {
             let _ = writeln!(s, "first failure: {f}");
