@@ -35,6 +35,9 @@ use crate::node::LEASE_NAMESPACE;
 pub struct ProcSample {
     /// User + system time of all its threads.
     pub cpu: Duration,
+    /// User + system time of its children that it waited for (containerd:
+    /// the CNI plugins and the iptables they run).
+    pub children_cpu: Duration,
     pub rss_bytes: u64,
     /// Peak resident set size over the process's life (`VmHWM`).
     pub hwm_bytes: u64,
@@ -58,12 +61,22 @@ impl ProcSample {
         }
         let field = |i: usize| -> Result<u64> { f.get(i).context("short stat")?.parse().context("stat field") };
         // /proc counts in USER_HZ ticks, which Linux fixes at 100 for user space.
-        let ticks = field(11)? + field(12)?;
+        let tick = |n: u64| Duration::from_millis(n * 10);
+        let (cpu, children_cpu) = (tick(field(11)? + field(12)?), tick(field(13)? + field(14)?));
         let kib = |key: &str| -> u64 {
             status.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
         };
-        Ok(ProcSample { cpu: Duration::from_millis(ticks * 10), rss_bytes: kib("VmRSS:") * 1024, hwm_bytes: kib("VmHWM:") * 1024 })
+        Ok(ProcSample { cpu, children_cpu, rss_bytes: kib("VmRSS:") * 1024, hwm_bytes: kib("VmHWM:") * 1024 })
     }
+}
+
+/// CPU time the whole machine spent busy (all cores; not idle, not waiting for I/O), from `/proc/stat`.
+pub fn machine_busy() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<u64> = stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let busy: u64 = f.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
+    Duration::from_millis(busy * 10)
 }
 
 /// `p`-th percentile (nearest rank on a sorted slice).
@@ -98,6 +111,8 @@ pub struct PodTimes {
 #[derive(Clone, Debug, Serialize)]
 pub struct StartupReport {
     pub pods: usize,
+    /// Wall-clock time of the Deployment's create request (to line up with runtime logs).
+    pub deployment_created_at: String,
     /// Deployment create request → the last pod Ready.
     pub all_ready_ms: f64,
     /// Per pod, creation → Running, sorted (ms).
@@ -152,7 +167,7 @@ pub async fn deployment_startup(client: Client, name: &str, image: &str, replica
         }
     }))?;
     let mut stream = pods.watch(&WatchParams::default().labels(&selector).timeout(290), &rv).await?.boxed();
-    let t0 = Instant::now();
+    let (t0, created_at) = (Instant::now(), Utc::now());
     Api::<Deployment>::namespaced(client.clone(), ns).create(&PostParams::default(), &deployment).await.context("creating the Deployment")?;
     let deadline = t0 + timeout;
     let mut seen: HashMap<String, PodTimes> = HashMap::new();
@@ -211,7 +226,8 @@ pub async fn deployment_startup(client: Client, name: &str, image: &str, replica
     };
     let running_ms = sorted(&|t| t.running_ms);
     let ready_ms = sorted(&|t| t.ready_ms);
-    Ok(StartupReport { pods: per_pod.len(), all_ready_ms, running_ms, ready_ms, per_pod })
+    let deployment_created_at = created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    Ok(StartupReport { pods: per_pod.len(), deployment_created_at, all_ready_ms, running_ms, ready_ms, per_pod })
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -323,13 +339,14 @@ mod tests {
     #[test]
     fn proc_sample() {
         // A command name with spaces and ')' must not shift the fields.
-        let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 125 0 0 20 0 9 0 100 1000 10 18446744073709551615";
+        let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 125 30 20 20 0 9 0 100 1000 10 18446744073709551615";
         let status = "Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n";
         let s = ProcSample::parse(stat, status).unwrap();
-        assert_eq!(s.cpu, Duration::from_millis(3750));
+        assert_eq!((s.cpu, s.children_cpu), (Duration::from_millis(3750), Duration::from_millis(500)));
         assert_eq!((s.rss_bytes, s.hwm_bytes), (1024 * 1024, 2048 * 1024));
         assert!(ProcSample::parse(&stat.replace(") S ", ") Z "), status).is_err());
         let me = ProcSample::read(std::process::id()).unwrap();
         assert!(me.rss_bytes > 0 && me.hwm_bytes >= me.rss_bytes);
+        assert!(machine_busy() > Duration::ZERO);
     }
 }

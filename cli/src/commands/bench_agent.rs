@@ -24,11 +24,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use rkube_agent::bench::{SimulatedReport, StartupReport};
+use rkube_agent::bench::{machine_busy, ProcSample, SimulatedReport, StartupReport};
 use rkube_agent::runtime::containerd::{PrivateContainerd, PrivateContainerdConfig};
 use rkube_agent::runtime::images::BUSYBOX_IMAGE;
 use serde_json::{json, Value};
 
+use crate::cluster::supervise::pids_with_arg;
 use crate::procs::{self, free_port, sibling_binary, Netns, Proc};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -48,6 +49,10 @@ pub struct Options {
     /// Write the figures as JSON here too.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Keep every component's log here (containerd's included); by default
+    /// they go to a temporary directory, removed unless the run fails.
+    #[arg(long)]
+    pub log_dir: Option<PathBuf>,
 }
 
 const NODE: &str = "bench-node";
@@ -59,7 +64,14 @@ pub fn run(o: Options) -> Result<()> {
     if !crate::cluster::is_root() {
         bail!("rkube bench agent needs root: it makes a network namespace and runs containers");
     }
-    let dir = tempfile::Builder::new().prefix("rkube-bench-agent-").tempdir()?;
+    let tmp = tempfile::Builder::new().prefix("rkube-bench-agent-").tempdir()?;
+    let dir = match &o.log_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => tmp.path().to_path_buf(),
+    };
     let netns = Netns::create(&format!("rkube-bench-{}", std::process::id()))?;
     // One thread enters the namespace and runs everything from there: its
     // runtime's threads and every process they start inherit it.
@@ -67,7 +79,7 @@ pub fn run(o: Options) -> Result<()> {
         s.spawn(|| -> Result<Value> {
             netns.enter()?;
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            rt.block_on(until_interrupted(bench(&o, dir.path())))
+            rt.block_on(until_interrupted(bench(&o, &dir)))
         })
         .join()
         .unwrap_or_else(|_| Err(anyhow::anyhow!("benchmark thread panicked")))
@@ -82,8 +94,8 @@ pub fn run(o: Options) -> Result<()> {
             Ok(())
         }
         Err(e) => {
-            let kept = dir.keep();
-            Err(e.context(format!("logs kept in {}", kept.display())))
+            let _ = tmp.keep();
+            Err(e.context(format!("logs kept in {}", dir.display())))
         }
     }
 }
@@ -112,14 +124,14 @@ async fn bench(o: &Options, dir: &Path) -> Result<Value> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let load_before = load_average();
     println!("rkube bench agent: {} pods, {} simulated nodes, {} s window ({cores} cores, load average {load_before:?})", o.pods, o.simulated_nodes, o.window);
-    let (_etcd, etcd_url) = procs::start_etcd(dir)?;
-    let (_apiserver, base) = procs::start_apiserver(dir, &etcd_url).await?;
+    let (etcd, etcd_url) = procs::start_etcd(dir)?;
+    let (apiserver, base) = procs::start_apiserver(dir, &etcd_url).await?;
     let client = machinery::client::connect_as("rkube-bench", Some(&base), None).await?;
     let mut report = json!({"cores": cores, "load_average_before": load_before});
     if o.pods > 0 {
-        let r = pod_startup(o, dir, &base, client.clone()).await?;
-        print_startup(&r);
-        report["pod_startup"] = startup_json(&r);
+        let (r, cpu) = pod_startup(o, dir, &base, client.clone(), &[etcd.pid(), apiserver.pid()]).await?;
+        print_startup(&r, &cpu);
+        report["pod_startup"] = startup_json(&r, &cpu);
     }
     if o.simulated_nodes > 0 {
         let r = simulated(o, dir, &base, client).await?;
@@ -127,6 +139,10 @@ async fn bench(o: &Options, dir: &Path) -> Result<Value> {
         report["simulated_nodes"] = serde_json::to_value(&r)?;
     }
     report["load_average_after"] = json!(load_average());
+    if o.log_dir.is_some() {
+        // Keep the logs, not etcd's data.
+        let _ = std::fs::remove_dir_all(dir.join("etcd"));
+    }
     Ok(report)
 }
 
@@ -145,7 +161,27 @@ async fn start_component(name: &str, dir: &Path, base: &str) -> Result<Proc> {
     Ok(p)
 }
 
-async fn pod_startup(o: &Options, dir: &Path, base: &str, client: kube::Client) -> Result<StartupReport> {
+/// Where the CPU went while the pods started (core-seconds).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+struct StartupCpu {
+    wall_s: f64,
+    /// The whole machine (every process, other users' included).
+    machine_busy: f64,
+    agent: f64,
+    /// containerd and the CNI plugins it ran (not the shims or runc).
+    containerd_and_cni: f64,
+    /// The pods' containerd shims and the runc runs they waited for (all
+    /// started in the window).
+    shims_and_runc: f64,
+    /// etcd, apiserver, controller, scheduler.
+    control_plane: f64,
+}
+
+fn cpu_of(pids: &[u32]) -> Duration {
+    pids.iter().filter_map(|p| ProcSample::read(*p).ok()).map(|s| s.cpu + s.children_cpu).sum()
+}
+
+async fn pod_startup(o: &Options, dir: &Path, base: &str, client: kube::Client, control_plane: &[u32]) -> Result<(StartupReport, StartupCpu)> {
     let started = Instant::now();
     let ctrd = PrivateContainerd::start(PrivateContainerdConfig::new(o.pod_cidr.parse().context("--pod-cidr")?)).await?;
     let controller = start_component("rkube-controller", dir, base).await?;
@@ -178,16 +214,31 @@ async fn pod_startup(o: &Options, dir: &Path, base: &str, client: kube::Client) 
     }
     println!("  node {NODE} Ready (containerd, images, controller, scheduler, agent) in {:.1} s", started.elapsed().as_secs_f64());
     let timeout = Duration::from_secs(120 + 3 * o.pods as u64);
+    let control_plane: Vec<u32> = control_plane.iter().copied().chain([controller.pid(), scheduler.pid()]).collect();
+    let containerd = ctrd.pid().into_iter().collect::<Vec<_>>();
+    let sample = || (Instant::now(), machine_busy(), cpu_of(&[agent.pid()]), cpu_of(&containerd), cpu_of(&control_plane));
+    let before = sample();
     let result = rkube_agent::bench::deployment_startup(client, "bench", BUSYBOX_IMAGE, o.pods, timeout).await;
+    let after = sample();
+    let cs = |a: Duration, b: Duration| (b.saturating_sub(a).as_secs_f64() * 100.0).round() / 100.0;
+    let cpu = StartupCpu {
+        wall_s: cs(Duration::ZERO, after.0 - before.0),
+        machine_busy: cs(before.1, after.1),
+        agent: cs(before.2, after.2),
+        containerd_and_cni: cs(before.3, after.3),
+        shims_and_runc: cs(Duration::ZERO, cpu_of(&pids_with_arg(&ctrd.socket().to_string_lossy()))),
+        control_plane: cs(before.4, after.4),
+    };
     let result = result.with_context(|| log_tail(&agent_log));
     // Stop whatever would react to pods disappearing, then the runtime with every pod.
     drop(agent);
     drop(scheduler);
     drop(controller);
+    let _ = std::fs::copy(&ctrd.layout().log, dir.join("containerd.log"));
     let stopped = ctrd.stop().await;
     let r = result?;
     stopped.context("stopping containerd")?;
-    Ok(r)
+    Ok((r, cpu))
 }
 
 async fn simulated(o: &Options, dir: &Path, base: &str, client: kube::Client) -> Result<SimulatedReport> {
@@ -215,8 +266,9 @@ fn verdict(met: bool) -> &'static str {
     }
 }
 
-fn startup_json(r: &StartupReport) -> Value {
+fn startup_json(r: &StartupReport, cpu: &StartupCpu) -> Value {
     let mut v = serde_json::to_value(r).unwrap_or_default();
+    v["cpu_seconds"] = serde_json::to_value(cpu).unwrap_or_default();
     for (k, val) in [
         ("running_p50_ms", r.running_percentile_ms(50.0)),
         ("running_p99_ms", r.running_percentile_ms(99.0)),
@@ -229,7 +281,7 @@ fn startup_json(r: &StartupReport) -> Value {
     v
 }
 
-fn print_startup(r: &StartupReport) {
+fn print_startup(r: &StartupReport, cpu: &StartupCpu) {
     let (p50, p99, max) = (r.ready_percentile_ms(50.0), r.ready_percentile_ms(99.0), r.ready_percentile_ms(100.0));
     println!("## pod startup: Deployment of {} pods, one node on containerd (images present)", r.pods);
     println!("  {:<34} {:>22}   {}", "figure", "measured", "target");
@@ -238,6 +290,17 @@ fn print_startup(r: &StartupReport) {
     println!("  {:<34} {:>22}   < 3000 ms: {}", "creation → Ready p99", format!("{p99:.0} ms"), verdict(p99 < 3000.0));
     println!("  {:<34} {:>22}", "creation → Ready max", format!("{max:.0} ms"));
     println!("  {:<34} {:>22}", format!("Deployment created → all {} Ready", r.pods), format!("{:.0} ms", r.all_ready_ms));
+    println!(
+        "  CPU meanwhile (core-seconds over {:.1} s): machine {:.2} of {:.2}; agent {:.2}, containerd + CNI {:.2}, shims + runc {:.2}, control plane {:.2}, the rest (other users) {:.2}",
+        cpu.wall_s,
+        cpu.machine_busy,
+        cpu.wall_s * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64,
+        cpu.agent,
+        cpu.containerd_and_cni,
+        cpu.shims_and_runc,
+        cpu.control_plane,
+        cpu.machine_busy - cpu.agent - cpu.containerd_and_cni - cpu.shims_and_runc - cpu.control_plane
+    );
 }
 
 fn print_simulated(r: &SimulatedReport) {
