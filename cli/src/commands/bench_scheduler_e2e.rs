@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use etcd_client::{Compare, CompareOp, EventType, GetOptions, Txn, TxnOp, WatchOptions};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use kube::api::{Api, PostParams};
 use serde::Deserialize;
 use tokio::sync::Notify;
@@ -300,7 +300,22 @@ pub async fn run_end_to_end(workload: &Workload, opts: &E2eOptions) -> anyhow::R
     let value_bytes = 1024; // about a small pod's stored JSON
     let raw = raw_etcd_txn_rate(&etcd_endpoint, num_measured.max(1000), value_bytes, opts.concurrency).await?;
 
-    // ---- nodes and services ----
+    // ---- namespaces, nodes and services ----
+    let namespaces: std::collections::BTreeSet<String> = init_pods
+        .iter()
+        .chain(&measure_pods)
+        .map(|p| p.metadata.namespace.clone().unwrap_or_else(|| "default".into()))
+        .chain(workload.services.iter().map(|s| s.namespace.clone()))
+        .filter(|ns| ns != "default")
+        .collect();
+    for ns in namespaces {
+        let obj: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))?;
+        match Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &obj).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e).with_context(|| format!("creating namespace {ns}")),
+        }
+    }
     let node_api: Api<Node> = Api::all(client.clone());
     let created: Vec<anyhow::Result<()>> = futures::stream::iter(nodes)
         .map(|n| {

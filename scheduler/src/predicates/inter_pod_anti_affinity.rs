@@ -28,8 +28,19 @@ pub const NAME: &str = "InterPodAffinity";
 /// topologyKey → topology value → count.
 pub type TopologyCounts = HashMap<String, HashMap<String, u32>>;
 
-fn bump(m: &mut TopologyCounts, key: &str, value: &str) {
-    *m.entry(key.to_string()).or_default().entry(value.to_string()).or_default() += 1;
+/// Adds `n` to the count of topology `key`=`value`. Allocates the two
+/// strings only the first time a pair is seen (this runs per pod per node).
+fn bump(m: &mut TopologyCounts, key: &str, value: &str, n: u32) {
+    if !m.contains_key(key) {
+        m.insert(key.to_string(), HashMap::new());
+    }
+    let values = m.get_mut(key).expect("inserted above");
+    match values.get_mut(value) {
+        Some(c) => *c += n,
+        None => {
+            values.insert(value.to_string(), n);
+        }
+    }
 }
 
 fn count(m: &TopologyCounts, key: &str, value: &str) -> u32 {
@@ -52,7 +63,7 @@ impl Predicate for InterPodAntiAffinity {
                 for term in &existing.required_anti_affinity {
                     if let Some(v) = node.labels.get(&term.topology_key) {
                         if term.matches(pod) {
-                            bump(&mut state.existing_anti_affinity, &term.topology_key, v);
+                            bump(&mut state.existing_anti_affinity, &term.topology_key, v, 1);
                         }
                     }
                 }
@@ -61,12 +72,16 @@ impl Predicate for InterPodAntiAffinity {
         if pod.required_anti_affinity.is_empty() {
             return;
         }
-        for node in &snapshot.nodes {
+        // Only nodes with pods can hold a match; most of a large cluster's
+        // nodes are empty, so skip them before any label lookup.
+        for node in snapshot.nodes.iter().filter(|n| !n.pods.is_empty()) {
             for term in &pod.required_anti_affinity {
-                let Some(v) = node.labels.get(&term.topology_key) else { continue };
-                let n = node.pods.iter().filter(|p| term.matches(p)).count();
-                for _ in 0..n {
-                    bump(&mut state.incoming_anti_affinity, &term.topology_key, v);
+                let n = node.pods.iter().filter(|p| term.matches(p)).count() as u32;
+                if n == 0 {
+                    continue;
+                }
+                if let Some(v) = node.labels.get(&term.topology_key) {
+                    bump(&mut state.incoming_anti_affinity, &term.topology_key, v, n);
                 }
             }
         }
@@ -82,9 +97,11 @@ impl Predicate for InterPodAntiAffinity {
                 }
             }
         }
-        if !state.existing_anti_affinity.is_empty() {
-            for (k, v) in &node.labels {
-                if count(&state.existing_anti_affinity, k, v) > 0 {
+        // The counts name few topology keys (usually one): look each up in
+        // the node's labels rather than every label up in the counts.
+        for (key, values) in &state.existing_anti_affinity {
+            if let Some(v) = node.labels.get(key) {
+                if values.get(v).is_some_and(|c| *c > 0) {
                     return Err(vec![Reason::ExistingAntiAffinityRulesNotMatch]);
                 }
             }
