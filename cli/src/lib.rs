@@ -29,6 +29,8 @@ pub enum Command {
     Status(commands::status::Options),
     /// Print one component's log.
     Logs(commands::logs::Options),
+    /// Soak an `rkube up --ha` cluster: a workload while control-plane processes are killed and paused; then check invariants.
+    Chaos(commands::chaos::Options),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -39,5 +41,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Down(o) => commands::down::run(o),
         Command::Status(o) => commands::status::run(o),
         Command::Logs(o) => commands::logs::run(o),
+        Command::Chaos(o) => commands::chaos::run(o),
     }
 }

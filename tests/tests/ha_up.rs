@@ -1,8 +1,8 @@
 //! `rkube up --ha` end to end (root): 3 etcd members, 3 apiservers behind
 //! HAProxy, 2 controllers and 2 schedulers with leader election, one node.
 //! A kill -9'd apiserver is invisible to kubectl (HAProxy moves on); a
-//! kill -9'd scheduler leader is replaced by its standby; `rkube down`
-//! leaves nothing behind. Unique prefix, subnets and state dir; `rkube down
+//! kill -9'd scheduler leader is replaced by its standby; a short `rkube
+//! chaos` run keeps its invariants; `rkube down` leaves nothing behind. Unique prefix, subnets and state dir; `rkube down
 //! --purge` runs on drop even if an assertion fails.
 
 use std::path::PathBuf;
@@ -129,6 +129,19 @@ fn up_ha_survives_an_apiserver_and_a_scheduler_leader_kill_and_down_cleans() {
     unsafe { libc::kill(c.pid(leader), libc::SIGKILL) };
     wait("the standby scheduler to take over", Duration::from_secs(25), || c.log(standby).contains("acquired lease"));
     eprintln!("{standby} took over {:?} after {leader} was killed", t.elapsed());
+
+    // `rkube chaos` (a short run): it first restarts what we killed, then
+    // kills and pauses control-plane processes under a workload, heals,
+    // and checks its invariants.
+    let t = Instant::now();
+    let (ok, out) = c.rkube(&["chaos", "--duration", "20s", "--interval", "2s", "--seed", "3"]);
+    eprintln!("rkube chaos ({:.1?}):\n{out}", t.elapsed());
+    assert!(ok, "rkube chaos failed:\n{out}");
+    assert!(out.contains("first restarted apiserver-1"), "{out}");
+    assert!(out.lines().any(|l| l.contains("kill -9 ") || l.contains("SIGSTOP ")), "no fault injected:\n{out}");
+    for inv in ["✓ pods = replicas", "✓ no double binding", "✓ no lost objects"] {
+        assert!(out.contains(inv), "{inv} missing:\n{out}");
+    }
 
     // Down: every process gone, the bridge and namespace too.
     let (ok, out) = c.rkube(&["down"]);

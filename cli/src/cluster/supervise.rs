@@ -18,6 +18,14 @@ use anyhow::Context;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+/// The line `start` writes to a component's log before each start.
+pub const START_MARK: &str = "==> rkube: starting";
+
+/// The part of a log written since the component's last start.
+pub fn since_last_start(log: &str) -> &str {
+    log.rfind(START_MARK).map(|i| &log[i..]).unwrap_or(log)
+}
+
 pub struct Supervisor {
     pub run_dir: PathBuf,
     pub log_dir: PathBuf,
@@ -34,6 +42,11 @@ impl Supervisor {
     fn cmd_file(&self, name: &str) -> PathBuf {
         self.run_dir.join(format!("{name}.cmd"))
     }
+    /// The whole command line (netns, program, args) as JSON, so a
+    /// component can be started again exactly as it was ([`Self::restart`]).
+    fn args_file(&self, name: &str) -> PathBuf {
+        self.run_dir.join(format!("{name}.args"))
+    }
     pub fn log_file(&self, name: &str) -> PathBuf {
         self.log_dir.join(format!("{name}.log"))
     }
@@ -42,7 +55,12 @@ impl Supervisor {
     pub fn start(&self, name: &str, netns: Option<&str>, program: &Path, args: &[String]) -> anyhow::Result<u32> {
         std::fs::create_dir_all(&self.run_dir)?;
         std::fs::create_dir_all(&self.log_dir)?;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_file(name))?;
+        let mut log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_file(name))?;
+        // Where this run's lines begin (the log is appended across restarts).
+        {
+            use std::io::Write;
+            writeln!(log, "{START_MARK} {name}: {} {}", program.display(), args.join(" "))?;
+        }
         let mut cmd = match netns {
             Some(ns) => {
                 // nsenter, not `ip netns exec`: the latter also makes a new
@@ -71,7 +89,19 @@ impl Supervisor {
         std::mem::forget(child);
         std::fs::write(self.pid_file(name), format!("{pid}\n"))?;
         std::fs::write(self.cmd_file(name), program.to_string_lossy().as_bytes())?;
+        let line = serde_json::json!({"netns": netns, "program": program, "args": args});
+        std::fs::write(self.args_file(name), serde_json::to_vec(&line)?)?;
         Ok(pid)
+    }
+
+    /// Starts a component again with the command line it was last started
+    /// with (what a kubelet does for a static pod that died). It must not be running.
+    pub fn restart(&self, name: &str) -> anyhow::Result<u32> {
+        anyhow::ensure!(self.pid(name).is_none(), "{name} is running");
+        let line: serde_json::Value = serde_json::from_slice(&std::fs::read(self.args_file(name)).with_context(|| format!("{name} was never started here"))?)?;
+        let program = PathBuf::from(line["program"].as_str().context("program")?);
+        let args: Vec<String> = line["args"].as_array().context("args")?.iter().filter_map(|a| a.as_str().map(str::to_string)).collect();
+        self.start(name, line["netns"].as_str(), &program, &args)
     }
 
     /// The pid, if the component is running.
@@ -99,6 +129,7 @@ impl Supervisor {
         };
         let _ = std::fs::remove_file(self.pid_file(name));
         let _ = std::fs::remove_file(self.cmd_file(name));
+        let _ = std::fs::remove_file(self.args_file(name));
         was_running
     }
 }
@@ -155,6 +186,14 @@ mod tests {
         assert_eq!(s.pid("sleeper"), Some(pid));
         // In its own session.
         assert_eq!(nix::unistd::getsid(Some(Pid::from_raw(pid as i32))).unwrap().as_raw() as u32, pid);
+        // Killed (as a crash), then started again with the same command line.
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(Pid::from_raw(pid as i32), None);
+        assert_eq!(s.pid("sleeper"), None);
+        let pid = s.restart("sleeper").unwrap();
+        assert_eq!(s.pid("sleeper"), Some(pid));
+        assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap(), "/bin/sleep\030\0");
+        assert!(s.restart("sleeper").is_err(), "running: no second copy");
         assert!(s.stop("sleeper", Duration::from_secs(2)));
         // Our own child: reap it so it is not left a zombie in the test process.
         let _ = nix::sys::wait::waitpid(Pid::from_raw(pid as i32), None);

@@ -5,6 +5,7 @@ pub mod bench_proxy;
 pub mod bench_scheduler;
 pub mod bench_scheduler_e2e;
 pub mod certs;
+pub mod chaos;
 pub mod down;
 pub mod logs;
 pub mod status;
