@@ -66,27 +66,41 @@ impl HttpResponse {
 }
 
 pub fn http(base: &str, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> HttpResponse {
+    try_http(base, method, path, content_type, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// [`http`] that reports a failed exchange instead of panicking: for probes
+/// of servers that are still starting (they may accept and then reset).
+pub fn try_http(base: &str, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> std::io::Result<HttpResponse> {
+    use std::io::{Error, ErrorKind};
     let hostport = base.trim_start_matches("http://").trim_end_matches('/');
-    let mut s = TcpStream::connect(hostport).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut s = TcpStream::connect(hostport)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     if let Some(ct) = content_type {
         req.push_str(&format!("Content-Type: {ct}\r\n"));
     }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(req.as_bytes())?;
     // A server may answer (413, say) and close before reading a large body:
     // the response is still there to read.
     let _ = s.write_all(body);
     let mut raw = Vec::new();
     if let Err(e) = s.read_to_end(&mut raw) {
         // A reset after the response (see above) still leaves it in `raw`.
-        assert!(!raw.is_empty(), "{method} {path}: {e}");
+        if raw.is_empty() {
+            return Err(e);
+        }
     }
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("HTTP header end");
+    let bad = |what: &str| Error::new(ErrorKind::InvalidData, format!("{what} in {:?}", String::from_utf8_lossy(&raw)));
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| bad("no HTTP header end"))?;
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.lines();
-    let status = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| bad("no HTTP status"))?;
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
         .collect();
@@ -94,7 +108,7 @@ pub fn http(base: &str, method: &str, path: &str, content_type: Option<&str>, bo
     if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
         body = dechunk(&body);
     }
-    HttpResponse { status, headers, body }
+    Ok(HttpResponse { status, headers, body })
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
@@ -138,7 +152,7 @@ impl Etcd {
         let e = Etcd { child, endpoint, dir };
         let url = e.endpoint.clone();
         wait_until("etcd", Duration::from_secs(20), || {
-            TcpStream::connect(url.trim_start_matches("http://")).is_ok() && http(&url, "GET", "/health", None, b"").status == 200
+            try_http(&url, "GET", "/health", None, b"").is_ok_and(|r| r.status == 200)
         });
         e
     }
@@ -218,7 +232,7 @@ impl ApiServer {
         let u = s.url.clone();
         let start = Instant::now();
         loop {
-            if TcpStream::connect(u.trim_start_matches("http://")).is_ok() && http(&u, "GET", "/readyz", None, b"").status == 200 {
+            if try_http(&u, "GET", "/readyz", None, b"").is_ok_and(|r| r.status == 200) {
                 break;
             }
             if let Ok(Some(st)) = s.child.try_wait() {
