@@ -286,25 +286,21 @@ impl Etcd {
 
     /// Create: succeeds only if the key does not exist (mod revision 0).
     pub async fn create(&self, key: &str, value: Vec<u8>) -> Result<i64, StorageError> {
-        let txn = Txn::new()
-            .when([Compare::mod_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, value.clone(), None)])
-            .or_else([TxnOp::get(key, None)]);
-        let (resp, resent) = self.txn(txn).await?;
-        if resp.succeeded() {
-            return Ok(resp.header().map(|h| h.revision()).unwrap_or(0));
-        }
-        // Resent, and the key holds exactly our object (its uid is fresh):
-        // the first copy was committed.
-        match conflict_from(&resp.op_responses()) {
-            StorageError::Conflict { current: Some((v, rev)) } if resent && v == value => Ok(rev),
-            _ => Err(StorageError::AlreadyExists),
+        match self.put_if(key, 0, value).await {
+            Err(StorageError::Conflict { .. } | StorageError::NotFound) => Err(StorageError::AlreadyExists),
+            other => other,
         }
     }
 
     /// Update if the key is still at `expected` mod revision. On conflict the
     /// current value comes back so the caller can retry without another read.
     pub async fn update(&self, key: &str, expected: i64, value: Vec<u8>) -> Result<i64, StorageError> {
+        self.put_if(key, expected, value).await
+    }
+
+    /// The compare-and-swap both writes are: put `value` if the key's mod
+    /// revision is `expected` (0: absent), else read the key back.
+    async fn put_if(&self, key: &str, expected: i64, value: Vec<u8>) -> Result<i64, StorageError> {
         let txn = Txn::new()
             .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
             .and_then([TxnOp::put(key, value.clone(), None)])
@@ -313,6 +309,9 @@ impl Etcd {
         if resp.succeeded() {
             return Ok(resp.header().map(|h| h.revision()).unwrap_or(0));
         }
+        // Resent, and the key holds exactly our value (it carries a fresh
+        // uid or resourceVersion-free body we just made): the first copy
+        // was committed before the connection broke.
         match conflict_from(&resp.op_responses()) {
             StorageError::Conflict { current: Some((v, rev)) } if resent && v == value => Ok(rev),
             other => Err(other),
