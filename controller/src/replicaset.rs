@@ -50,6 +50,10 @@ pub struct ReplicaSetController {
     pub queue: WorkQueue<String>,
     expectations: Arc<Expectations>,
     recorder: EventRecorder,
+    /// Leadership, checked again before each pod creation: a sync that was
+    /// under way when the process froze (SIGSTOP, a stalled VM) must not
+    /// go on creating once the lease may have passed to another manager.
+    gate: crate::controller_utils::Gate,
 }
 
 /// The ReplicaSet (key) controlling `pod`, if it exists in the cache with
@@ -88,6 +92,7 @@ impl ReplicaSetController {
             queue: queue.clone(),
             expectations: expectations.clone(),
             recorder: ctx.recorder("replicaset-controller"),
+            gate: ctx.gate.clone(),
         });
         {
             let (q1, q2, q3, e) = (queue.clone(), queue.clone(), queue.clone(), expectations.clone());
@@ -288,6 +293,14 @@ impl ReplicaSetController {
             let (created, err) = slow_start_batch(diff, SLOW_START_INITIAL_BATCH, || {
                 let (api, template) = (api.clone(), template.clone());
                 async move {
+                    if !self.gate.open() {
+                        return Err(kube::Error::Api(kube::core::ErrorResponse {
+                            status: "Failure".into(),
+                            message: "leadership lost: not creating pods".into(),
+                            reason: "LeaderElectionLost".into(),
+                            code: 0,
+                        }));
+                    }
                     match api.create(&PostParams::default(), &template).await {
                         Ok(p) => {
                             self.recorder.event(rs, EventType::Normal, "SuccessfulCreate", &format!("Created pod: {}", name(&p.metadata)));
