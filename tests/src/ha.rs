@@ -425,3 +425,60 @@ impl HaControlPlane {
 pub async fn client_for(url: &str) -> kube::Client {
     machinery::client::connect_as("e2e", Some(url), None).await.unwrap()
 }
+
+/// What a pod watch saw: per pod, how often it was added and deleted, and
+/// the nodes it was bound to in order (an entry per pod seen; a pod bound
+/// twice has two nodes). The HA fault tests count these to prove that no
+/// pod was lost, doubled or bound twice.
+#[derive(Default, Debug)]
+pub struct PodHistory {
+    pub added: std::collections::BTreeMap<String, usize>,
+    pub deleted: std::collections::BTreeMap<String, usize>,
+    pub nodes: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// Follows the pods of `ns` from `rv` through the apiserver at `url`
+/// (resuming from the last resourceVersion when a stream ends) into `h`.
+pub fn record_pods(
+    url: String,
+    ns: &'static str,
+    rv: String,
+    h: std::sync::Arc<std::sync::Mutex<PodHistory>>,
+) -> tokio::task::JoinHandle<()> {
+    use futures::TryStreamExt;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, WatchEvent, WatchParams};
+    tokio::spawn(async move {
+        let api: Api<Pod> = Api::namespaced(client_for(&url).await, ns);
+        let mut rv = rv;
+        loop {
+            let Ok(stream) = api.watch(&WatchParams::default().timeout(120), &rv).await else {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            };
+            futures::pin_mut!(stream);
+            while let Ok(Some(ev)) = stream.try_next().await {
+                let (kind, p) = match ev {
+                    WatchEvent::Added(p) => ("A", p),
+                    WatchEvent::Modified(p) => ("M", p),
+                    WatchEvent::Deleted(p) => ("D", p),
+                    WatchEvent::Bookmark(_) => continue,
+                    WatchEvent::Error(e) => panic!("watch error: {e:?}"),
+                };
+                rv = p.metadata.resource_version.clone().unwrap();
+                let name = p.metadata.name.clone().unwrap();
+                let node = p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+                let mut h = h.lock().unwrap();
+                match kind {
+                    "A" => *h.added.entry(name.clone()).or_default() += 1,
+                    "D" => *h.deleted.entry(name.clone()).or_default() += 1,
+                    _ => {}
+                }
+                let seen = h.nodes.entry(name).or_default();
+                if !node.is_empty() && seen.last() != Some(&node) {
+                    seen.push(node);
+                }
+            }
+        }
+    })
+}

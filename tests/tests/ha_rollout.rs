@@ -8,15 +8,14 @@
 //! resourceVersion. The rollout completes with exactly 200 pods: none lost
 //! (no pod ever deleted), none doubled (200 ever created, each bound once).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::ha::{client_for, HaControlPlane};
-use futures::TryStreamExt;
+use e2e::ha::{record_pods, HaControlPlane, PodHistory};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{ListParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{ListParams, PostParams};
 use kube::Api;
 use serde_json::json;
 
@@ -24,51 +23,6 @@ const NS: &str = "rollout";
 const REPLICAS: usize = 200;
 
 /// Every pod event in the namespace, by pod: (ADDED, DELETED, nodeName changes).
-#[derive(Default, Debug)]
-struct History {
-    added: BTreeMap<String, usize>,
-    deleted: BTreeMap<String, usize>,
-    node: BTreeMap<String, Vec<String>>,
-}
-
-/// Follows the namespace's pods from `rv` through one apiserver (resuming
-/// from the last resourceVersion if the stream ends).
-fn record(url: String, rv: String, h: Arc<Mutex<History>>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let api: Api<Pod> = Api::namespaced(client_for(&url).await, NS);
-        let mut rv = rv;
-        loop {
-            let Ok(stream) = api.watch(&WatchParams::default().timeout(120), &rv).await else {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            };
-            futures::pin_mut!(stream);
-            while let Ok(Some(ev)) = stream.try_next().await {
-                let (kind, p) = match ev {
-                    WatchEvent::Added(p) => ("A", p),
-                    WatchEvent::Modified(p) => ("M", p),
-                    WatchEvent::Deleted(p) => ("D", p),
-                    WatchEvent::Bookmark(_) => continue,
-                    WatchEvent::Error(e) => panic!("watch error: {e:?}"),
-                };
-                rv = p.metadata.resource_version.clone().unwrap();
-                let name = p.metadata.name.clone().unwrap();
-                let node = p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
-                let mut h = h.lock().unwrap();
-                match kind {
-                    "A" => *h.added.entry(name.clone()).or_default() += 1,
-                    "D" => *h.deleted.entry(name.clone()).or_default() += 1,
-                    _ => {}
-                }
-                let seen = h.node.entry(name).or_default();
-                if !node.is_empty() && seen.last() != Some(&node) {
-                    seen.push(node);
-                }
-            }
-        }
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apiserver_killed_during_a_200_pod_rollout() {
     let mut cp = HaControlPlane::start(3, &[]);
@@ -84,8 +38,8 @@ async fn apiserver_killed_during_a_200_pod_rollout() {
     let ns = Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": NS}})).unwrap()).await.unwrap();
     let rv = ns.metadata.resource_version.unwrap();
     // The recorder watches through an apiserver that stays up.
-    let history = Arc::new(Mutex::new(History::default()));
-    let recorder = record(cp.apiservers[1].url.clone(), rv, history.clone());
+    let history = Arc::new(Mutex::new(PodHistory::default()));
+    let recorder = record_pods(cp.apiservers[1].url.clone(), NS, rv, history.clone());
     let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
     let t = Instant::now();
     while nodes.list(&ListParams::default()).await.map(|l| l.items.len()).unwrap_or(0) < 10 {
@@ -144,8 +98,8 @@ async fn apiserver_killed_during_a_200_pod_rollout() {
     assert_eq!(h.added.len(), REPLICAS, "pods ever created (a doubled creation shows here)");
     assert!(h.added.values().all(|n| *n == 1), "a pod was ADDED twice");
     assert!(h.deleted.is_empty(), "pods deleted (lost or doubled-then-removed): {:?}", h.deleted);
-    let rebound: Vec<(&String, &Vec<String>)> = h.node.iter().filter(|(_, v)| v.len() != 1).collect();
+    let rebound: Vec<(&String, &Vec<String>)> = h.nodes.iter().filter(|(_, v)| v.len() != 1).collect();
     assert!(rebound.is_empty(), "pods not bound exactly once: {rebound:?}");
-    let used: BTreeSet<&String> = h.node.values().flatten().collect();
+    let used: BTreeSet<&String> = h.nodes.values().flatten().collect();
     assert!(used.len() >= 5, "pods should spread over the 10 nodes: {used:?}");
 }
