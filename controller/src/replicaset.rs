@@ -301,7 +301,7 @@ impl ReplicaSetController {
                             code: 0,
                         }));
                     }
-                    match api.create(&PostParams::default(), &template).await {
+                    match create_pod(&api, &template, rs).await {
                         Ok(p) => {
                             self.recorder.event(rs, EventType::Normal, "SuccessfulCreate", &format!("Created pod: {}", name(&p.metadata)));
                             Ok(())
@@ -361,8 +361,71 @@ impl ReplicaSetController {
     }
 }
 
+/// How often a create whose outcome is unknown is sent again (same name).
+const AMBIGUOUS_CREATE_RETRIES: u32 = 6;
+
+/// Create one pod from `template`, exactly once even when the answer is lost.
+///
+/// Upstream sends `generateName` and lets the apiserver pick the suffix.
+/// When the apiserver dies after writing the pod but before answering
+/// (kill -9 behind a load balancer), the controller cannot tell the pod
+/// exists, counts the create as failed, and the next sync, which does not
+/// see the pod yet, creates another: a doubled pod, deleted again later.
+/// Here the controller picks the name itself (same form, `<rs>-<5 chars>`)
+/// so a create whose outcome is unknown can be sent again: the pod exists
+/// at most once under that name, and an AlreadyExists answer to the retry
+/// whose pod carries our controller reference means the first try landed.
+async fn create_pod(api: &Api<Pod>, template: &Pod, rs: &ReplicaSet) -> Result<Pod, kube::Error> {
+    let base = template.metadata.generate_name.clone().unwrap_or_default();
+    let mut pod = template.clone();
+    // A name collision on the first try is someone else's pod: pick anew, as
+    // the apiserver's generateName would.
+    let mut fresh_names = 3;
+    let mut retries = 0;
+    let mut resent = false;
+    pod.metadata.name = Some(machinery::names::generate_name(&base));
+    loop {
+        match api.create(&PostParams::default(), &pod).await {
+            Ok(p) => return Ok(p),
+            Err(e) if is_already_exists(&e) && resent => {
+                let pod_name = pod.metadata.name.clone().unwrap_or_default();
+                match api.get(&pod_name).await {
+                    Ok(p) if is_controlled_by(&p.metadata, &rs.metadata) => return Ok(p),
+                    _ => return Err(e),
+                }
+            }
+            Err(e) if is_already_exists(&e) && fresh_names > 0 => {
+                fresh_names -= 1;
+                pod.metadata.name = Some(machinery::names::generate_name(&base));
+            }
+            Err(e) if outcome_unknown(&e) && retries < AMBIGUOUS_CREATE_RETRIES => {
+                retries += 1;
+                resent = true;
+                tokio::time::sleep(Duration::from_millis(100 << retries.min(4))).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Did this error leave it unknown whether the write happened? A broken
+/// connection or a gateway/timeout answer may come after the apiserver
+/// wrote to etcd; an API error with a definite code (4xx) did not write.
+fn outcome_unknown(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => matches!(s.code, 500 | 502 | 503 | 504),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
+
+/// Does `obj` carry a controller reference to `owner` (by UID)?
+fn is_controlled_by(obj: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
+    obj.owner_references.iter().flatten().any(|r| r.controller == Some(true) && Some(&r.uid) == owner.uid.as_ref())
+}
+
 /// Upstream `GetPodFromTemplate`: the template's labels, annotations and
-/// spec; name `<rs>-<5 random chars>` (the apiserver fills generateName);
+/// spec; `generateName` `<rs>-` (the name is picked by [`create_pod`]);
 /// a controller reference to the ReplicaSet.
 pub fn pod_from_template(rs: &ReplicaSet) -> Pod {
     let template = rs.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default();

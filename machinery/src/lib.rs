@@ -5,6 +5,7 @@
 //!   scope, short names) — the one place that says what the API serves.
 //! - [`selector`]: label and field selectors, parsed and matched.
 //! - [`quantity`]: resource quantities (`100m`, `1Gi`) as numbers.
+//! - [`names`]: `generateName`-style names (prefix + random suffix).
 //!
 //! Then, behind the `client` feature (on by default), the IO half that
 //! components use to talk to the apiserver — never to etcd:
@@ -18,6 +19,7 @@ pub mod resources;
 pub mod selector;
 pub mod quantity;
 pub mod duration;
+pub mod names;
 
 #[cfg(feature = "client")]
 pub mod client;

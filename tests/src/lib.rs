@@ -176,27 +176,32 @@ impl Drop for Etcd {
     }
 }
 
-/// Path of a workspace binary, (re)built on first use in this test process
-/// with the same profile as the running test. Binaries are named after the
+/// Path of a workspace binary, built on first use in this test process with
+/// the same profile as the running test. Binaries are named after the
 /// package that holds them (`rkube-apiserver` in package `rkube-apiserver`).
+///
+/// It runs `cargo build --workspace --bins --tests`, the command
+/// `scripts/test` runs before the tests, so under CI it finds everything
+/// fresh. Building one package (`-p name`) would unify features over that
+/// package alone and build a second copy of many dependencies.
 pub fn bin(name: &str) -> PathBuf {
-    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    static BUILT: Mutex<bool> = Mutex::new(false);
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap().to_path_buf(); // target/<profile>
     let path = dir.join(name);
-    let mut built = BUILT.lock().unwrap();
-    if !built.iter().any(|b| b == name) {
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !*built {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", name, "--bin", name]);
+        cmd.args(["build", "--quiet", "--workspace", "--bins", "--tests"]);
         if dir.file_name().is_some_and(|p| p == "release") {
             cmd.arg("--release");
         }
         cmd.env("CARGO_TARGET_DIR", dir.parent().unwrap());
         cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
         let st = cmd.status().expect("cargo build");
-        assert!(st.success(), "cargo build -p {name} failed");
-        built.push(name.to_string());
+        assert!(st.success(), "cargo build --workspace --bins --tests failed (wanted {name})");
+        *built = true;
     }
     assert!(path.exists(), "{} not built", path.display());
     path

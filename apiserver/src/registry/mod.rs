@@ -372,7 +372,7 @@ impl Registry {
         if meta.get("name").and_then(Value::as_str).unwrap_or("").is_empty() {
             match meta.get("generateName").and_then(Value::as_str) {
                 Some(g) if !g.is_empty() => {
-                    let n = format!("{}{}", g, random_suffix());
+                    let n = machinery::names::generate_name(g);
                     meta.insert("name".into(), json!(n));
                 }
                 _ => {
@@ -1122,12 +1122,6 @@ fn set_namespace(r: &ResourceInfo, meta: &mut Map<String, Value>, url_ns: Option
             Ok(())
         }
     }
-}
-
-fn random_suffix() -> String {
-    // Upstream's alphabet leaves out vowels and look-alikes.
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    (0..5).map(|_| ALPHABET[rand::random::<usize>() % ALPHABET.len()] as char).collect()
 }
 
 /// Server-set fields on create (`BeforeCreate`): uid, creationTimestamp,
