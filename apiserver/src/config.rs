@@ -36,6 +36,12 @@ pub struct Config {
     #[arg(long = "service-node-port-range", default_value = "30000-32767")]
     pub service_node_port_range: String,
 
+    /// How often the ClusterIP and NodePort repair loops run (leaked values
+    /// freed, unmarked ones marked). rkube's own flag: upstream fixes it at
+    /// 3 minutes. 0 turns the loops off.
+    #[arg(long = "service-repair-interval", default_value = "3m", value_parser = parse_duration)]
+    pub service_repair_interval: std::time::Duration,
+
     /// TLS port. Served when --tls-cert-file is given.
     #[arg(long = "secure-port", default_value_t = 6443)]
     pub secure_port: u16,

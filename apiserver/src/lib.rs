@@ -43,6 +43,9 @@ pub use config::Config;
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let server = Arc::new(build(&config).await?);
     let leases = master_leases(&config, &server)?;
+    if !config.service_repair_interval.is_zero() {
+        registry::repair::RepairLoop::new(server.registry.clone()).spawn(config.service_repair_interval);
+    }
     let mut tasks = Vec::new();
     if config.insecure_port != 0 {
         let addr: SocketAddr = format!("{}:{}", config.insecure_bind_address, config.insecure_port)

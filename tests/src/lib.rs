@@ -184,6 +184,10 @@ impl Drop for Etcd {
 /// `scripts/test` runs before the tests, so under CI it finds everything
 /// fresh. Building one package (`-p name`) would unify features over that
 /// package alone and build a second copy of many dependencies.
+/// `CARGO_*` variables that configure cargo itself (kept); the rest are
+/// what cargo sets for a package's build script or test (removed).
+const CARGO_SETTINGS: &[&str] = &["CARGO_HOME", "CARGO_INCREMENTAL", "CARGO_BUILD_", "CARGO_PROFILE_", "CARGO_NET_", "CARGO_REGISTRIES_", "CARGO_HTTP_", "CARGO_TERM_", "CARGO_TARGET_DIR"];
+
 pub fn bin(name: &str) -> PathBuf {
     static BUILT: Mutex<bool> = Mutex::new(false);
     let exe = std::env::current_exe().unwrap();
@@ -196,6 +200,17 @@ pub fn bin(name: &str) -> PathBuf {
         cmd.args(["build", "--quiet", "--workspace", "--bins", "--tests"]);
         if dir.file_name().is_some_and(|p| p == "release") {
             cmd.arg("--release");
+        }
+        // `cargo test` runs this process with the package's build-script
+        // variables (CARGO_MANIFEST_DIR, CARGO_PKG_NAME, OUT_DIR, …). Some
+        // build scripts (ring's) declare them with `rerun-if-env-changed`,
+        // so passing them on would rebuild ring and all that depends on it
+        // — and again for each package whose tests call this.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            if k == "OUT_DIR" || (k.starts_with("CARGO_") && !CARGO_SETTINGS.iter().any(|p| k.starts_with(p))) {
+                cmd.env_remove(k.as_ref());
+            }
         }
         cmd.env("CARGO_TARGET_DIR", dir.parent().unwrap());
         cmd.current_dir(env!("CARGO_MANIFEST_DIR"));

@@ -141,7 +141,7 @@ fn workflow(v: &str) {
         }
     });
     let mut seen = Vec::new();
-    let mut expect = |want: &str, seen: &mut Vec<String>| {
+    let expect = |want: &str, seen: &mut Vec<String>| {
         let deadline = Instant::now() + Duration::from_secs(15);
         while !seen.iter().any(|l: &String| l.contains(want)) {
             let left = deadline.saturating_duration_since(Instant::now());

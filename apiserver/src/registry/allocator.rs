@@ -46,7 +46,7 @@ impl Range {
     }
 
     /// Reads the bitmap and its revision (0 when the record does not exist yet).
-    async fn load(&self, etcd: &Etcd) -> Result<(Vec<u8>, i64), AllocError> {
+    pub(crate) async fn load(&self, etcd: &Etcd) -> Result<(Vec<u8>, i64), AllocError> {
         let bytes = (self.size as usize).div_ceil(8);
         match etcd.get(&self.key).await? {
             None => Ok((vec![0; bytes], 0)),
@@ -61,7 +61,7 @@ impl Range {
         }
     }
 
-    async fn store(&self, etcd: &Etcd, data: &[u8], rev: i64) -> Result<bool, AllocError> {
+    pub(crate) async fn store(&self, etcd: &Etcd, data: &[u8], rev: i64) -> Result<bool, AllocError> {
         let record = json!({
             "kind": "RangeAllocation",
             "apiVersion": "v1",
@@ -148,11 +148,28 @@ fn set(data: &mut [u8], o: u32, used: bool) {
     }
 }
 
+impl Range {
+    pub(crate) fn size(&self) -> u32 {
+        self.size
+    }
+    pub(crate) fn reserved(&self) -> &[u32] {
+        &self.reserved
+    }
+}
+
+pub(crate) fn is_set(data: &[u8], o: u32) -> bool {
+    get(data, o)
+}
+
+pub(crate) fn mark(data: &mut [u8], o: u32, used: bool) {
+    set(data, o, used)
+}
+
 /// The service ClusterIP range.
 #[derive(Clone)]
 pub struct ServiceIps {
     pub net: Ipv4Net,
-    range: Range,
+    pub(crate) range: Range,
 }
 
 impl ServiceIps {
@@ -163,7 +180,7 @@ impl ServiceIps {
         ServiceIps { net, range: Range::new(format!("{prefix}/ranges/serviceips"), net.to_string(), size, reserved) }
     }
 
-    fn offset(&self, ip: Ipv4Addr) -> Option<u32> {
+    pub(crate) fn offset(&self, ip: Ipv4Addr) -> Option<u32> {
         self.net.contains(&ip).then(|| u32::from(ip) - u32::from(self.net.network()))
     }
 
@@ -194,7 +211,7 @@ impl ServiceIps {
 pub struct NodePorts {
     pub base: u16,
     pub last: u16,
-    range: Range,
+    pub(crate) range: Range,
 }
 
 impl NodePorts {

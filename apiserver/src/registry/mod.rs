@@ -10,6 +10,7 @@
 
 pub mod allocator;
 pub mod defaults;
+pub mod repair;
 pub mod typed;
 pub mod validation;
 mod services;
