@@ -56,3 +56,35 @@ async fn identical_events_are_aggregated_into_a_count() {
     assert_eq!(synced.count, Some(1));
     assert_eq!(synced.type_.as_deref(), Some("Normal"));
 }
+
+/// The writer calls the apiserver at most `qps` times a second after a
+/// `burst`, as client-go's rate limiter makes it; recording never blocks the
+/// caller (what does not fit in the queue is dropped).
+#[tokio::test]
+async fn writes_are_rate_limited_without_blocking_the_caller() {
+    use machinery::events::{CorrelatorConfig, WriteLimits};
+    let cluster = e2e::Cluster::start();
+    let client = cluster.client().await;
+    let mut objs = vec![];
+    for i in 0..1200 {
+        let cm = ConfigMap { metadata: ObjectMeta { name: Some(format!("cm-{i}")), namespace: Some(NS.into()), uid: Some(format!("uid-{i}")), ..Default::default() }, ..Default::default() };
+        objs.push(cm);
+    }
+    let recorder = EventRecorder::with_limits(client.clone(), "rate-test", "", CorrelatorConfig::default(), WriteLimits { qps: 2.0, burst: 5 });
+    let t = std::time::Instant::now();
+    // 1200 distinct objects: the spam filter and aggregation leave them all.
+    for o in &objs {
+        recorder.event(o, EventType::Normal, "Tick", "tick");
+    }
+    assert!(t.elapsed() < Duration::from_secs(1), "recording blocked the caller: {:?}", t.elapsed());
+    let events: Api<Event> = Api::namespaced(client, NS);
+    let count = || async { events.list(&ListParams::default()).await.unwrap().items.iter().filter(|e| e.reason.as_deref() == Some("Tick")).count() };
+    // The burst goes out at once…
+    eventually("the burst to be written", Duration::from_secs(10), || async { (count().await >= 5).then_some(()) }).await;
+    let start = t.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // …then 2 per second: after about 2 s more, at most burst + 2 × elapsed + 1.
+    let n = count().await;
+    let bound = 5 + (2.0 * (t.elapsed().as_secs_f64())).ceil() as usize + 1;
+    assert!(n >= 5 && n <= bound, "{n} events written after {:?} (burst at {start:?}); at most {bound} allowed", t.elapsed());
+}
