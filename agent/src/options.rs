@@ -91,6 +91,12 @@ pub struct Options {
     /// Image pull back-off (ErrImagePull, then ImagePullBackOff).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub image_pull_backoff: Duration,
+    /// At most this many pods start (sandbox + first containers) at once;
+    /// the rest wait their turn. 0: no bound (the kubelet has none). rkube's
+    /// own flag: starting a pod is CPU-bound in containerd, runc and CNI, so
+    /// on a small machine a bound makes most pods Running sooner.
+    #[arg(long, default_value_t = 4)]
+    pub max_parallel_pod_starts: usize,
     /// How often each pod worker re-syncs even without events.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub sync_frequency: Duration,

@@ -166,6 +166,7 @@ pub async fn run(client: Client, opts: Options) -> Result<()> {
             image_max: opts.max_container_restart_backoff,
         },
         sync_frequency: opts.sync_frequency,
+        starts: (opts.max_parallel_pod_starts > 0).then(|| Arc::new(tokio::sync::Semaphore::new(opts.max_parallel_pod_starts))),
     });
 
     // The agent's API (logs, exec).

@@ -68,6 +68,12 @@ pub struct PodContext {
     pub recorder: EventRecorder,
     pub backoff: Backoff,
     pub sync_frequency: Duration,
+    /// Pods starting at once (`--max-parallel-pod-starts`): starting a pod
+    /// (sandbox, CNI, runc, shim) is CPU-bound work in the runtime, so
+    /// starting more pods than the machine has cores for only makes every
+    /// one of them late; with a bound the first ones are Running early and
+    /// the last no later. `None`: no bound, as the kubelet does.
+    pub starts: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl PodContext {
@@ -241,6 +247,11 @@ impl Worker {
         let phase = self.pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
         let terminal = matches!(phase.as_str(), "Succeeded" | "Failed");
         if !terminal {
+            // A pod with no sandbox yet is starting: wait for a start slot.
+            let _slot = match (&self.ctx.starts, &self.sandbox) {
+                (Some(sem), None) => sem.clone().acquire_owned().await.ok(),
+                _ => None,
+            };
             self.ensure_sandbox().await?;
             self.sync_containers().await?;
         }
