@@ -375,7 +375,7 @@ const AMBIGUOUS_CREATE_RETRIES: u32 = 6;
 /// so a create whose outcome is unknown can be sent again: the pod exists
 /// at most once under that name, and an AlreadyExists answer to the retry
 /// whose pod carries our controller reference means the first try landed.
-async fn create_pod(api: &Api<Pod>, template: &Pod, rs: &ReplicaSet) -> Result<Pod, kube::Error> {
+pub async fn create_pod(api: &Api<Pod>, template: &Pod, rs: &ReplicaSet) -> Result<Pod, kube::Error> {
     let base = template.metadata.generate_name.clone().unwrap_or_default();
     let mut pod = template.clone();
     // A name collision on the first try is someone else's pod: pick anew, as
