@@ -46,6 +46,9 @@ pub struct Options {
     /// The real node's podCIDR (its bridge exists only in the bench's namespace).
     #[arg(long, default_value = "10.244.0.0/24")]
     pub pod_cidr: String,
+    /// Passed to the real node's agent: pods starting at once (0: no bound).
+    #[arg(long, default_value_t = 4)]
+    pub max_parallel_pod_starts: usize,
     /// Write the figures as JSON here too.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -196,7 +199,8 @@ async fn pod_startup(o: &Options, dir: &Path, base: &str, client: kube::Client, 
         .arg(format!("--pod-log-dir={}", ctrd.layout().pod_logs.display()))
         .args(["--node-ip=127.0.0.1", "--address=127.0.0.1", "--healthz-bind-address=127.0.0.1"])
         .arg(format!("--port={port}"))
-        .arg(format!("--healthz-port={healthz}"));
+        .arg(format!("--healthz-port={healthz}"))
+        .arg(format!("--max-parallel-pod-starts={}", o.max_parallel_pod_starts));
     let agent_log = dir.join("rkube-agent.log");
     let agent = Proc::spawn("rkube-agent", cmd, &agent_log)?;
     let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
