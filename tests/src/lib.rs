@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub mod ha;
+pub mod up;
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
@@ -360,5 +361,21 @@ impl Cluster {
 
     pub async fn client(&self) -> kube::Client {
         machinery::client::connect_as("e2e", Some(&self.api.url), None).await.unwrap()
+    }
+}
+
+/// Poll `f` every 50 ms until it returns Some, or panic after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -2,69 +2,13 @@
 //! HAProxy, 2 controllers and 2 schedulers with leader election, one node.
 //! A kill -9'd apiserver is invisible to kubectl (HAProxy moves on); a
 //! kill -9'd scheduler leader is replaced by its standby; a short `rkube
-//! chaos` run keeps its invariants; `rkube down` leaves nothing behind. Unique prefix, subnets and state dir; `rkube down
-//! --purge` runs on drop even if an assertion fails.
+//! chaos` run keeps its invariants; `rkube down` leaves nothing behind.
+//! Unique prefix, subnets and state dir; `rkube down --purge` runs on drop
+//! even if an assertion fails (`e2e::up::UpCluster`).
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn run(cmd: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-}
-
-struct Cluster {
-    rkube: PathBuf,
-    state: tempfile::TempDir,
-    up: bool,
-}
-
-impl Cluster {
-    fn rkube(&self, args: &[&str]) -> (bool, String) {
-        let mut a: Vec<&str> = args.to_vec();
-        let sd = self.state.path().to_str().unwrap().to_string();
-        a.extend(["--state-dir", &sd]);
-        let out = Command::new(&self.rkube).args(&a).output().unwrap();
-        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-    }
-
-    fn kubectl(&self, args: &[&str]) -> (bool, String) {
-        let kc = self.state.path().join("pki/admin.kubeconfig");
-        let mut a = vec!["--kubeconfig", kc.to_str().unwrap()];
-        a.extend_from_slice(args);
-        run("kubectl", &a)
-    }
-
-    fn pid(&self, component: &str) -> i32 {
-        std::fs::read_to_string(self.state.path().join(format!("run/{component}.pid"))).unwrap().trim().parse().unwrap()
-    }
-
-    fn log(&self, component: &str) -> String {
-        std::fs::read_to_string(self.state.path().join(format!("logs/{component}.log"))).unwrap_or_default()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if self.up {
-            let (_, out) = self.rkube(&["down", "--purge"]);
-            eprintln!("clean-up rkube down: {out}");
-        }
-    }
-}
-
-fn wait(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "{what}: not after {timeout:?}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn route_free(needle: &str) -> bool {
-    !run("ip", &["route"]).1.contains(needle)
-}
+use e2e::up::{free_ranges, route_free, run, wait, UpCluster};
 
 #[test]
 fn up_ha_survives_an_apiserver_and_a_scheduler_leader_kill_and_down_cleans() {
@@ -73,19 +17,11 @@ fn up_ha_survives_an_apiserver_and_a_scheduler_leader_kill_and_down_cleans() {
         e2e::bin(b);
     }
     let id = std::process::id();
-    let mut k = id % 200 + 101;
-    let (subnet, cluster_cidr) = loop {
-        let subnet = format!("10.{}.{}.0/24", 201 + k % 40, k % 250);
-        let cluster = format!("172.{}.0.0/16", 16 + (k % 16));
-        if route_free(&format!("10.{}.{}.", 201 + k % 40, k % 250)) && route_free(&format!("172.{}.", 16 + (k % 16))) {
-            break (subnet, cluster);
-        }
-        k += 7;
-    };
+    let (subnet, cluster_cidr) = free_ranges(id % 200 + 101);
     let base = subnet.trim_end_matches(".0/24").to_string();
     let prefix = format!("rkh{}", id % 100000);
-    let state = tempfile::Builder::new().prefix("rkube-up-ha-").tempdir_in("/tmp").unwrap();
-    let mut c = Cluster { rkube, state, up: true };
+    let mut c = UpCluster::new(rkube);
+    c.up = true;
 
     let start = Instant::now();
     let (ok, out) = c.rkube(&["up", "--ha", "--nodes", "1", "--no-demo", "--name-prefix", &prefix, "--subnet", &subnet, "--cluster-cidr", &cluster_cidr, "--no-install"]);

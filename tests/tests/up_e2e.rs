@@ -5,15 +5,10 @@
 //! another run; `rkube down --purge` runs on drop even if an assertion fails.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn run(cmd: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
-}
+use e2e::up::{free_ranges, run, wait, UpCluster};
 
 fn lines(cmd: &str, args: &[&str]) -> BTreeSet<String> {
     let (_, out) = run(cmd, args);
@@ -38,28 +33,20 @@ fn host_state() -> HostState {
     HostState { links, iptables, mounts, netns }
 }
 
+/// The demo cluster: `rkube up` plus what this test knows of its layout.
 struct Cluster {
-    rkube: PathBuf,
-    state: tempfile::TempDir,
-    kubeconfig: PathBuf,
+    up: UpCluster,
     prefix: String,
     subnet: String,
-    up: bool,
 }
 
 impl Cluster {
     fn rkube(&self, args: &[&str]) -> (bool, String) {
-        let mut a: Vec<&str> = args.to_vec();
-        let sd = self.state.path().to_str().unwrap().to_string();
-        a.extend(["--state-dir", &sd]);
-        let out = Command::new(&self.rkube).args(&a).output().unwrap();
-        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        self.up.rkube(args)
     }
 
     fn kubectl(&self, args: &[&str]) -> String {
-        let mut a = vec!["--kubeconfig", self.kubeconfig.to_str().unwrap()];
-        a.extend_from_slice(args);
-        let (ok, out) = run("kubectl", &a);
+        let (ok, out) = self.up.kubectl(args);
         assert!(ok, "kubectl {args:?}: {out}");
         out
     }
@@ -92,28 +79,6 @@ impl Cluster {
     }
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if self.up {
-            let (_, out) = self.rkube(&["down", "--purge"]);
-            eprintln!("clean-up rkube down: {out}");
-        }
-    }
-}
-
-fn wait(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "{what}: not after {timeout:?}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-/// No route on the host mentions `needle` (an address prefix like `10.201.3.`).
-fn route_free(needle: &str) -> bool {
-    !run("ip", &["route"]).1.contains(needle)
-}
-
 #[test]
 fn up_two_nodes_demo_heals_spreads_and_down_cleans() {
     assert!(nix_is_root(), "this test needs root (network namespaces, bridge, routes)");
@@ -123,26 +88,11 @@ fn up_two_nodes_demo_heals_spreads_and_down_cleans() {
     }
     let id = std::process::id();
     // Unique names and ranges that no route on this host uses yet.
-    let mut k = id % 200;
-    let (subnet, cluster_cidr) = loop {
-        let subnet = format!("10.{}.{}.0/24", 201 + k % 40, k % 250);
-        let cluster = format!("172.{}.0.0/16", 16 + (k % 16));
-        if route_free(&format!("10.{}.{}.", 201 + k % 40, k % 250)) && route_free(&format!("172.{}.", 16 + (k % 16))) {
-            break (subnet, cluster);
-        }
-        k += 7;
-    };
+    let (subnet, cluster_cidr) = free_ranges(id % 200);
     let prefix = format!("rkt{}", id % 100000);
     let before = host_state();
-    let state = tempfile::Builder::new().prefix("rkube-up-").tempdir_in("/tmp").unwrap();
-    let mut c = Cluster {
-        rkube,
-        kubeconfig: state.path().join("pki/admin.kubeconfig"),
-        state,
-        prefix: prefix.clone(),
-        subnet: subnet.clone(),
-        up: true,
-    };
+    let mut c = Cluster { up: UpCluster::new(rkube), prefix: prefix.clone(), subnet: subnet.clone() };
+    c.up.up = true;
 
     let start = Instant::now();
     let (ok, out) = c.rkube(&["up", "--nodes", "2", "--name-prefix", &prefix, "--subnet", &subnet, "--cluster-cidr", &cluster_cidr, "--no-install"]);
@@ -204,7 +154,7 @@ fn up_two_nodes_demo_heals_spreads_and_down_cleans() {
     let (ok, out) = c.rkube(&["status"]);
     assert!(ok && !out.lines().any(|l| l.contains(" ok")), "{out}");
     let after = host_state();
-    let ours = |s: &String| s.contains(&prefix) || s.contains(subnet.trim_end_matches("0/24")) || s.contains(&format!("{cidr_base}.")) || s.contains(c.state.path().to_str().unwrap());
+    let ours = |s: &String| s.contains(&prefix) || s.contains(subnet.trim_end_matches("0/24")) || s.contains(&format!("{cidr_base}.")) || s.contains(c.up.state.path().to_str().unwrap());
     let new_links: Vec<_> = after.links.difference(&before.links).filter(|l| ours(l) || l.starts_with("cni0")).collect();
     assert!(new_links.is_empty(), "links left: {new_links:?}");
     let new_rules: Vec<_> = after.iptables.difference(&before.iptables).filter(|l| ours(l)).collect();
@@ -215,7 +165,7 @@ fn up_two_nodes_demo_heals_spreads_and_down_cleans() {
     assert!(new_netns.is_empty(), "netns left: {new_netns:?}");
     assert!(!run("ip", &["route"]).1.contains(cidr_base), "pod routes left");
     // No process of ours runs any more.
-    let sd = c.state.path().to_str().unwrap().to_string();
+    let sd = c.up.state.path().to_str().unwrap().to_string();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
             let cmd = String::from_utf8_lossy(&cmd);
@@ -225,7 +175,7 @@ fn up_two_nodes_demo_heals_spreads_and_down_cleans() {
     let (ok, out) = c.rkube(&["down", "--purge"]);
     assert!(ok, "{out}");
     assert!(!Path::new(&sd).join("cluster.json").exists());
-    c.up = false;
+    c.up.up = false;
 }
 
 fn nix_is_root() -> bool {

@@ -70,21 +70,8 @@ impl Drop for Controller {
     }
 }
 
-/// Poll `f` every 50 ms until it returns Some, or panic after `timeout`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+#[allow(unused_imports)]
+pub use e2e::eventually;
 
 pub async fn active_pods(client: &Client, ns: &str) -> Vec<Pod> {
     let pods = Api::<Pod>::namespaced(client.clone(), ns).list(&Default::default()).await.unwrap();

@@ -5,7 +5,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use kube::Client;
 use tokio::net::{TcpListener, TcpStream};
@@ -15,21 +14,8 @@ pub async fn client_for(url: &str) -> Client {
     machinery::client::connect_as("machinery-test", Some(url), None).await.unwrap()
 }
 
-/// Poll `f` every 20 ms until it returns Some, or panic after `timeout`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+#[allow(unused_imports)]
+pub use e2e::eventually;
 
 /// A loopback TCP proxy in front of the apiserver. `cut()` closes every
 /// connection through it and refuses new ones (the client sees the

@@ -133,21 +133,8 @@ pub async fn create_pod(client: &Client, p: Pod) {
     api.create(&PostParams::default(), &p).await.unwrap();
 }
 
-/// Poll every 50 ms until `f` gives Some, or panic after `timeout`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+#[allow(unused_imports)]
+pub use e2e::eventually;
 
 /// The node a pod is bound to ("" if none).
 pub async fn node_of(client: &Client, name: &str) -> String {
