@@ -78,6 +78,16 @@ pub struct Config {
     #[arg(long = "disable-admission-plugins", default_value = "")]
     pub disable_admission_plugins: String,
 
+    /// DefaultTolerationSeconds: how long new pods tolerate
+    /// `node.kubernetes.io/not-ready:NoExecute` (as kube-apiserver).
+    #[arg(long = "default-not-ready-toleration-seconds", default_value_t = 300, allow_negative_numbers = true)]
+    pub default_not_ready_toleration_seconds: i64,
+
+    /// DefaultTolerationSeconds: how long new pods tolerate
+    /// `node.kubernetes.io/unreachable:NoExecute` (as kube-apiserver).
+    #[arg(long = "default-unreachable-toleration-seconds", default_value_t = 300, allow_negative_numbers = true)]
+    pub default_unreachable_toleration_seconds: i64,
+
     /// How long to wait for etcd at start before giving up.
     #[arg(long = "etcd-connect-timeout", default_value = "10s", value_parser = parse_duration)]
     pub etcd_connect_timeout: std::time::Duration,

@@ -127,6 +127,12 @@ fn master_leases(config: &Config, server: &server::ApiServer) -> anyhow::Result<
 
 /// Everything but the listener: what tests and benchmarks drive directly.
 pub async fn build(config: &Config) -> anyhow::Result<server::ApiServer> {
+    for (flag, v) in [
+        ("--default-not-ready-toleration-seconds", config.default_not_ready_toleration_seconds),
+        ("--default-unreachable-toleration-seconds", config.default_unreachable_toleration_seconds),
+    ] {
+        anyhow::ensure!(v >= 0, "{flag} must not be negative, got {v}");
+    }
     let net: ipnet::Ipv4Net = config
         .service_cluster_ip_range
         .parse()
@@ -139,8 +145,10 @@ pub async fn build(config: &Config) -> anyhow::Result<server::ApiServer> {
         .map_err(|e| anyhow!("cannot reach etcd at {}: {e}", config.etcd_servers.join(",")))?;
     let ips = registry::allocator::ServiceIps::new(&prefix, net);
     let ports = registry::allocator::NodePorts::new(&prefix, base, last);
-    let chain = admission::Chain::from_flags(&config.enable_admission_plugins, &config.disable_admission_plugins)
+    let mut chain = admission::Chain::from_flags(&config.enable_admission_plugins, &config.disable_admission_plugins)
         .map_err(|e| anyhow!("{e}"))?;
+    chain.not_ready_toleration_seconds = config.default_not_ready_toleration_seconds;
+    chain.unreachable_toleration_seconds = config.default_unreachable_toleration_seconds;
     let modes = auth::parse_authorization_modes(&config.authorization_mode).map_err(|e| anyhow!("--authorization-mode: {e}"))?;
     let client_ca = config.client_ca_file.as_deref().map(tls::ClientCa::load).transpose()?;
     let tokens = config

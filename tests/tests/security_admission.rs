@@ -75,3 +75,38 @@ fn limit_range_and_quota_behave_as_kubernetes() {
     assert_eq!(r.status, 403, "{}", r.text());
     assert!(r.json()["message"].as_str().unwrap().contains("exceeded quota: small, requested: pods=1, used: pods=2, limited: pods=2"), "{}", r.text());
 }
+
+/// `--default-not-ready-toleration-seconds` and
+/// `--default-unreachable-toleration-seconds` set what
+/// DefaultTolerationSeconds gives new pods; a toleration the pod has is kept.
+#[test]
+fn default_toleration_seconds_follow_the_flags() {
+    let c = Cluster::start_with(&["--default-not-ready-toleration-seconds=60", "--default-unreachable-toleration-seconds=30"]);
+    let r = c.http("POST", "/api/v1/namespaces/default/pods", JSON, &pod("t", json!({})));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let tol = r.json()["spec"]["tolerations"].clone();
+    assert_eq!(
+        tol,
+        json!([
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60},
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30}
+        ])
+    );
+    let own = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "own"},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1"}],
+            "tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5}]}});
+    let r = c.http("POST", "/api/v1/namespaces/default/pods", JSON, own.to_string().as_bytes());
+    assert_eq!(r.status, 201, "{}", r.text());
+    let secs: Vec<(String, i64)> = r.json()["spec"]["tolerations"].as_array().unwrap().iter()
+        .map(|t| (t["key"].as_str().unwrap().to_string(), t["tolerationSeconds"].as_i64().unwrap())).collect();
+    assert_eq!(secs, vec![("node.kubernetes.io/unreachable".to_string(), 5), ("node.kubernetes.io/not-ready".to_string(), 60)]);
+
+    // A negative value is refused at start, naming the flag.
+    let out = std::process::Command::new(e2e::bin("rkube-apiserver"))
+        .args(["--etcd-servers=http://127.0.0.1:1", "--insecure-port=0", "--default-unreachable-toleration-seconds=-5"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--default-unreachable-toleration-seconds must not be negative"), "{err}");
+}

@@ -192,11 +192,15 @@ pub struct Admitted {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chain {
     pub plugins: Vec<Plugin>,
+    /// DefaultTolerationSeconds' `--default-not-ready-toleration-seconds`
+    /// and `--default-unreachable-toleration-seconds` (300 each).
+    pub not_ready_toleration_seconds: i64,
+    pub unreachable_toleration_seconds: i64,
 }
 
 impl Default for Chain {
     fn default() -> Self {
-        Chain { plugins: ORDERED.iter().copied().filter(|p| p.default_enabled()).collect() }
+        Chain::with_plugins(ORDERED.iter().copied().filter(|p| p.default_enabled()).collect())
     }
 }
 
@@ -230,7 +234,12 @@ impl Chain {
             .copied()
             .filter(|p| (p.default_enabled() || enable.iter().any(|n| n == p.name())) && !disable.iter().any(|n| n == p.name()))
             .collect();
-        Ok(Chain { plugins })
+        Ok(Chain::with_plugins(plugins))
+    }
+
+    fn with_plugins(plugins: Vec<Plugin>) -> Chain {
+        let d = default_toleration_seconds::DEFAULT_TOLERATION_SECONDS;
+        Chain { plugins, not_ready_toleration_seconds: d, unreachable_toleration_seconds: d }
     }
 
     pub fn names(&self) -> Vec<&'static str> {
@@ -244,7 +253,9 @@ impl Chain {
             let changed = match p {
                 Plugin::LimitRanger => limit_ranger::admit(req, object, ns.limit_ranges),
                 Plugin::ServiceAccount => service_account::admit(req, object, ns.service_account_exists)?,
-                Plugin::DefaultTolerationSeconds => default_toleration_seconds::admit(req, object),
+                Plugin::DefaultTolerationSeconds => {
+                    default_toleration_seconds::admit_with(req, object, self.not_ready_toleration_seconds, self.unreachable_toleration_seconds)
+                }
                 Plugin::ResourceQuota => false,
             };
             if changed {
