@@ -13,7 +13,7 @@ use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Op {
     Equals,
     NotEquals,
@@ -26,7 +26,7 @@ pub enum Op {
 }
 
 /// One `key op values` term.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Requirement {
     pub key: String,
     pub op: Op,
@@ -55,8 +55,9 @@ impl Requirement {
 }
 
 /// A label selector: all requirements must hold. The empty selector
-/// matches everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// matches everything. `Hash` lets the scheduler index pods by the
+/// selectors of their affinity terms.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Selector {
     pub requirements: Vec<Requirement>,
 }

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use machinery::selector::Selector;
 
+use crate::anti_affinity_index::AntiAffinityIndex;
 use crate::node_info::{same_pod, NodeInfo, PodInfo};
 
 /// A consistent, immutable view of the cluster for one scheduling cycle.
@@ -34,8 +35,10 @@ pub struct Snapshot {
     /// interleaves zones (NodeTree) so the partial scan spreads across zones.
     pub nodes: Vec<Arc<NodeInfo>>,
     index: HashMap<String, usize>,
-    /// Indices into `nodes` of nodes hosting pods with required anti-affinity.
-    pub have_pods_with_required_anti_affinity: Vec<usize>,
+    /// Required anti-affinity counts per distinct term, kept in step with
+    /// `nodes` (InterPodAffinity's PreFilter reads it). Replaces upstream's
+    /// `HavePodsWithRequiredAntiAffinityList`, which PreFilter had to scan.
+    pub anti_affinity: AntiAffinityIndex,
     /// Normalized image name → number of nodes that have it (ImageLocality).
     pub image_num_nodes: Arc<HashMap<String, usize>>,
     /// (namespace, selector) of every Service with a selector (spreading).
@@ -309,34 +312,25 @@ impl Cache {
 
     /// Bring `snap` up to date, copying only what changed since it was last
     /// updated (upstream `UpdateSnapshot`). Cost: O(changed nodes) in the
-    /// common case; O(nodes) when nodes were added or removed.
+    /// common case; O(nodes) when nodes were added or removed. The
+    /// anti-affinity index follows: moved along with each changed node,
+    /// rebuilt with the node list.
     pub fn update_snapshot(&self, snap: &mut Snapshot) {
-        let mut anti_dirty = false;
         if snap.list_version != self.list_version {
             let mut names: Vec<&String> = self.nodes.keys().collect();
             names.sort();
             snap.nodes = names.iter().map(|n| self.nodes[*n].clone()).collect();
             snap.index = names.iter().enumerate().map(|(i, n)| ((*n).clone(), i)).collect();
             snap.list_version = self.list_version;
-            anti_dirty = true;
+            snap.anti_affinity = AntiAffinityIndex::build(&snap.nodes);
         } else {
             for (_, name) in self.updated.range(snap.generation + 1..) {
                 if let Some(&i) = snap.index.get(name) {
                     let new = self.nodes[name].clone();
-                    anti_dirty |= snap.nodes[i].pods_with_required_anti_affinity > 0
-                        || new.pods_with_required_anti_affinity > 0;
+                    snap.anti_affinity.replace_node(&snap.nodes[i], &new);
                     snap.nodes[i] = new;
                 }
             }
-        }
-        if anti_dirty {
-            snap.have_pods_with_required_anti_affinity = snap
-                .nodes
-                .iter()
-                .enumerate()
-                .filter(|(_, n)| n.pods_with_required_anti_affinity > 0)
-                .map(|(i, _)| i)
-                .collect();
         }
         if snap.images_version != self.images_version {
             snap.image_num_nodes = Arc::new(self.image_nodes.clone());

@@ -62,10 +62,10 @@ pub type FilterResult = Result<(), Vec<Reason>>;
 pub struct CycleState {
     /// InterPodAffinity PreFilter: topology pair → number of existing pods
     /// whose required anti-affinity term selects the incoming pod.
-    pub existing_anti_affinity: crate::predicates::inter_pod_anti_affinity::TopologyCounts,
+    pub existing_anti_affinity: crate::anti_affinity_index::TopologyCounts,
     /// InterPodAffinity PreFilter: topology pair → number of existing pods
     /// selected by the incoming pod's required anti-affinity terms.
-    pub incoming_anti_affinity: crate::predicates::inter_pod_anti_affinity::TopologyCounts,
+    pub incoming_anti_affinity: crate::anti_affinity_index::TopologyCounts,
     /// Selector spreading PreScore: the selectors of the Services that select
     /// the pod (its ReplicaSet is matched by controller UID).
     pub spread_selectors: Vec<machinery::selector::Selector>,

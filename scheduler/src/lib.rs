@@ -7,6 +7,8 @@
 //!   pods, ports, images) and a pod's effective request;
 //! * [`cache`] — the scheduler cache (with *assumed* pods) and the
 //!   per-cycle [`cache::Snapshot`];
+//! * [`anti_affinity_index`] — the snapshot's required anti-affinity counts
+//!   per distinct term, so PreFilter does not scan the cluster;
 //! * [`queue`] — the scheduling queue (activeQ, backoffQ, unschedulable pods);
 //! * [`predicates`] — phase 1, *filter*: can this node take the pod?
 //! * [`priorities`] — phase 2, *score*: how good is this node?
@@ -42,6 +44,7 @@
 //! ```
 
 pub mod algorithm;
+pub mod anti_affinity_index;
 pub mod cache;
 pub mod config;
 pub mod framework;

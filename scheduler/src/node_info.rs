@@ -199,7 +199,11 @@ impl HostPort {
 
 /// A compiled `PodAffinityTerm`: which pods (selector + namespaces) must not
 /// (anti-affinity) share a topology domain (`topologyKey`) with this pod.
-#[derive(Debug, Clone)]
+///
+/// `Eq` + `Hash`: two terms equal field by field select the same pods in the
+/// same domains, so the anti-affinity index counts by *distinct* term (all
+/// replicas of a Deployment carry one term).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AffinityTerm {
     /// `None` = nil labelSelector, which matches no pod.
     pub selector: Option<Selector>,

@@ -4,44 +4,31 @@
 //! required anti-affinity selects me". Upstream plugin `InterPodAffinity`
 //! (`filtering.go`).
 //!
-//! As upstream, the expensive part is done once per pod in PreFilter:
-//! two maps *topology pair (key, value) → count* are built by scanning the
-//! snapshot, so Filter is a couple of hash lookups per node:
-//! * `incoming`: pods selected by the incoming pod's terms, per domain;
-//! * `existing`: pods whose terms select the incoming pod, per domain — only
-//!   the nodes that host such pods are scanned (the snapshot keeps that list,
-//!   upstream's `HavePodsWithRequiredAntiAffinityList`).
+//! As upstream, the expensive part is done once per pod in PreFilter, so
+//! Filter is a couple of hash lookups per node. PreFilter computes two maps
+//! *topology pair (key, value) → count*:
+//! * `incoming` (upstream `antiAffinityCounts`): pods selected by the
+//!   incoming pod's terms, per domain;
+//! * `existing` (upstream `existingAntiAffinityCounts`): pods whose terms
+//!   select the incoming pod, per domain.
+//!
+//! Upstream builds both by scanning the snapshot (the nodes of
+//! `HavePodsWithRequiredAntiAffinityList` for `existing`, every pod for
+//! `incoming`). We read them off the snapshot's
+//! [`AntiAffinityIndex`](crate::anti_affinity_index), which keeps the counts
+//! per distinct term: PreFilter costs O(distinct terms), with the same maps.
 //!
 //! Differs from upstream: required pod *affinity* (the attracting half) is
 //! not implemented; namespaceSelector other than `{}` is not evaluated (see
 //! [`crate::node_info::AffinityTerm`]).
 
-use std::collections::HashMap;
-
 use super::Predicate;
+use crate::anti_affinity_index::TopologyCounts;
 use crate::cache::Snapshot;
 use crate::framework::{CycleState, FilterResult, Reason};
 use crate::node_info::{NodeInfo, PodInfo};
 
 pub const NAME: &str = "InterPodAffinity";
-
-/// topologyKey → topology value → count.
-pub type TopologyCounts = HashMap<String, HashMap<String, u32>>;
-
-/// Adds `n` to the count of topology `key`=`value`. Allocates the two
-/// strings only the first time a pair is seen (this runs per pod per node).
-fn bump(m: &mut TopologyCounts, key: &str, value: &str, n: u32) {
-    if !m.contains_key(key) {
-        m.insert(key.to_string(), HashMap::new());
-    }
-    let values = m.get_mut(key).expect("inserted above");
-    match values.get_mut(value) {
-        Some(c) => *c += n,
-        None => {
-            values.insert(value.to_string(), n);
-        }
-    }
-}
 
 fn count(m: &TopologyCounts, key: &str, value: &str) -> u32 {
     m.get(key).and_then(|v| v.get(value)).copied().unwrap_or(0)
@@ -55,36 +42,8 @@ impl Predicate for InterPodAntiAffinity {
     }
 
     fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snapshot: &Snapshot) {
-        state.existing_anti_affinity.clear();
-        state.incoming_anti_affinity.clear();
-        for &i in &snapshot.have_pods_with_required_anti_affinity {
-            let node = &snapshot.nodes[i];
-            for existing in node.pods.iter().filter(|p| !p.required_anti_affinity.is_empty()) {
-                for term in &existing.required_anti_affinity {
-                    if let Some(v) = node.labels.get(&term.topology_key) {
-                        if term.matches(pod) {
-                            bump(&mut state.existing_anti_affinity, &term.topology_key, v, 1);
-                        }
-                    }
-                }
-            }
-        }
-        if pod.required_anti_affinity.is_empty() {
-            return;
-        }
-        // Only nodes with pods can hold a match; most of a large cluster's
-        // nodes are empty, so skip them before any label lookup.
-        for node in snapshot.nodes.iter().filter(|n| !n.pods.is_empty()) {
-            for term in &pod.required_anti_affinity {
-                let n = node.pods.iter().filter(|p| term.matches(p)).count() as u32;
-                if n == 0 {
-                    continue;
-                }
-                if let Some(v) = node.labels.get(&term.topology_key) {
-                    bump(&mut state.incoming_anti_affinity, &term.topology_key, v, n);
-                }
-            }
-        }
+        state.existing_anti_affinity = snapshot.anti_affinity.existing_counts(pod);
+        state.incoming_anti_affinity = snapshot.anti_affinity.incoming_counts(pod, &snapshot.nodes);
     }
 
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> FilterResult {
