@@ -430,6 +430,7 @@ impl Registry {
         let key = self.key(r, ri.namespace.as_deref(), &name);
         match self.etcd.create(&key, to_storage(&obj)).await {
             Ok(rev) => {
+                self.cache(r).note_own_write(rev);
                 obj["metadata"]["resourceVersion"] = json!(rev.to_string());
                 Ok(Output::Object { code: 201, obj, warnings })
             }
@@ -497,9 +498,13 @@ impl Registry {
         let Some(ns) = ns.filter(|_| r.namespaced) else { return Ok(()) };
         let nsr = resources::find("", "v1", "namespaces").unwrap();
         let key = self.key(nsr, None, ns);
-        let cached = match self.cache(nsr).get(&key) {
+        let cache = self.cache(nsr);
+        // The cache may lag a namespace created or deleted a moment ago
+        // (`kubectl delete ns x` then a create in x must be refused): if it
+        // has not seen this apiserver's own last namespace write, or does not
+        // know the namespace, ask etcd.
+        let cached = match cache.get(&key).filter(|_| cache.has_own_writes()) {
             Some(o) => Some(o.value.clone()),
-            // The cache may lag a namespace created a moment ago: ask etcd.
             None => self.read(nsr, None, ns).await.ok().map(|(v, _)| v),
         };
         match cached {
@@ -632,7 +637,8 @@ impl Registry {
             // The last finalizer removed from an object being deleted: it goes.
             if is_deleting(&new) && finalizers_empty(r, &new) {
                 return match self.etcd.delete(&key, rev).await {
-                    Ok(_) => {
+                    Ok(deleted_at) => {
+                        self.cache(r).note_own_write(deleted_at);
                         self.after_delete(r, &new).await;
                         Ok(Output::Object { code: 200, obj: new, warnings })
                     }
@@ -647,6 +653,7 @@ impl Registry {
             }
             match self.etcd.update(&key, rev, to_storage(&new)).await {
                 Ok(new_rev) => {
+                    self.cache(r).note_own_write(new_rev);
                     new["metadata"]["resourceVersion"] = json!(new_rev.to_string());
                     return Ok(Output::Object { code: 200, obj: new, warnings });
                 }
@@ -834,6 +841,7 @@ impl Registry {
                 }
                 match self.etcd.update(&key, rev, to_storage(&obj)).await {
                     Ok(new_rev) => {
+                        self.cache(r).note_own_write(new_rev);
                         obj["metadata"]["resourceVersion"] = json!(new_rev.to_string());
                         return Ok(Output::Object { code: 200, obj, warnings: vec![] });
                     }
@@ -846,7 +854,8 @@ impl Registry {
                 return Ok(Output::Object { code: 200, obj, warnings: vec![] });
             }
             match self.etcd.delete(&key, rev).await {
-                Ok(_) => {
+                Ok(deleted_at) => {
+                    self.cache(r).note_own_write(deleted_at);
                     self.after_delete(r, &obj).await;
                     return Ok(Output::Object { code: 200, obj, warnings: vec![] });
                 }

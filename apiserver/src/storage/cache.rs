@@ -106,6 +106,9 @@ pub struct WatchCache {
     events_tx: broadcast::Sender<Arc<CacheEvent>>,
     rv_tx: watch::Sender<i64>,
     progress_tx: mpsc::UnboundedSender<()>,
+    /// The newest revision this apiserver itself wrote to the resource: a
+    /// cache behind it would not show a client its own write yet.
+    own_write_rv: std::sync::atomic::AtomicI64,
 }
 
 /// What a list or watch asks for.
@@ -123,6 +126,7 @@ impl WatchCache {
         let (rv_tx, _) = watch::channel(0);
         let (progress_tx, progress_rx) = mpsc::unbounded_channel();
         let cache = Arc::new(WatchCache {
+            own_write_rv: Default::default(),
             resource,
             prefix: prefix.clone(),
             inner: RwLock::new(Inner { objects: BTreeMap::new(), events: VecDeque::new(), rv: 0, oldest: 0 }),
@@ -324,6 +328,18 @@ impl WatchCache {
                 Err(_) => {}
             }
         }
+    }
+
+    /// Records that this apiserver wrote the resource at revision `rv`.
+    pub fn note_own_write(&self, rv: i64) {
+        self.own_write_rv.fetch_max(rv, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Has the cache seen every write this apiserver made to the resource?
+    /// (Read-your-writes: a request following a client's own write must not
+    /// be answered from a cache that has not seen it.)
+    pub fn has_own_writes(&self) -> bool {
+        self.current_rv() >= self.own_write_rv.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn current_rv(&self) -> i64 {
