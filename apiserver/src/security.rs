@@ -180,6 +180,11 @@ impl NamespaceInputs {
         let ns = req.namespace;
         let lr = resources::find("", "v1", "limitranges").unwrap();
         let rq = resources::find("", "v1", "resourcequotas").unwrap();
+        // Read-your-writes: a LimitRange or ResourceQuota this apiserver
+        // just stored must apply to the next pod.
+        for r in [lr, rq] {
+            registry.cache(r).catch_up_own_writes(std::time::Duration::from_secs(2)).await?;
+        }
         let limit_ranges = registry
             .cache(lr)
             .list(Some(ns), &|_| true)

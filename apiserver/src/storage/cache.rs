@@ -342,6 +342,17 @@ impl WatchCache {
         self.current_rv() >= self.own_write_rv.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Waits (at most `timeout`) until the cache has seen this apiserver's
+    /// own writes — upstream's quota admission does a live lookup for the
+    /// same reason: a ResourceQuota created a moment ago must already count.
+    pub async fn catch_up_own_writes(&self, timeout: Duration) -> Result<(), ApiError> {
+        let want = self.own_write_rv.load(std::sync::atomic::Ordering::Relaxed);
+        if self.current_rv() >= want {
+            return Ok(());
+        }
+        self.wait_for(want, timeout).await
+    }
+
     pub fn current_rv(&self) -> i64 {
         self.inner.read().unwrap().rv
     }
