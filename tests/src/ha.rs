@@ -155,17 +155,7 @@ impl Drop for Proc {
     }
 }
 
-/// Polls `ok` every 50 ms; panics with `what` after `timeout`.
-pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{what}: not true after {timeout:?}");
-}
+pub use crate::wait_until;
 
 /// GET `path` with a connect and read timeout; None when nothing answers.
 pub fn try_get(base: &str, path: &str, timeout: Duration) -> Option<crate::HttpResponse> {

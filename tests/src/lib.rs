@@ -34,7 +34,8 @@ fn spawn(mut cmd: Command, log: &Path) -> Child {
     cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"))
 }
 
-fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+/// Polls `ok` every 50 ms; panics with `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     let start = Instant::now();
     while start.elapsed() < timeout {
         if ok() {
@@ -42,7 +43,7 @@ fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("{what} not ready after {timeout:?}");
+    panic!("{what}: not true after {timeout:?}");
 }
 
 /// A raw HTTP/1.1 exchange, enough for tests that need exact status codes,

@@ -499,12 +499,12 @@ impl Registry {
         let nsr = resources::find("", "v1", "namespaces").unwrap();
         let key = self.key(nsr, None, ns);
         let cache = self.cache(nsr);
-        // The cache may lag a namespace created or deleted a moment ago
-        // (`kubectl delete ns x` then a create in x must be refused): if it
-        // has not seen this apiserver's own last namespace write, or does not
-        // know the namespace, ask etcd.
-        let cached = match cache.get(&key).filter(|_| cache.has_own_writes()) {
+        // Read-your-writes: `kubectl delete ns x` then a create in x must be
+        // refused, so the cache must have seen this apiserver's own writes.
+        cache.catch_up_own_writes(std::time::Duration::from_secs(2)).await?;
+        let cached = match cache.get(&key) {
             Some(o) => Some(o.value.clone()),
+            // A namespace created a moment ago through another apiserver: ask etcd.
             None => self.read(nsr, None, ns).await.ok().map(|(v, _)| v),
         };
         match cached {

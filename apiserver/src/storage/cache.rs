@@ -335,13 +335,6 @@ impl WatchCache {
         self.own_write_rv.fetch_max(rv, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Has the cache seen every write this apiserver made to the resource?
-    /// (Read-your-writes: a request following a client's own write must not
-    /// be answered from a cache that has not seen it.)
-    pub fn has_own_writes(&self) -> bool {
-        self.current_rv() >= self.own_write_rv.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
     /// Waits (at most `timeout`) until the cache has seen this apiserver's
     /// own writes — upstream's quota admission does a live lookup for the
     /// same reason: a ResourceQuota created a moment ago must already count.
