@@ -76,6 +76,29 @@ async fn cri_counts(ctrd: &PrivateContainerd) -> (usize, usize) {
     (pods, ctrs)
 }
 
+/// After a pod object is gone, its sandbox and containers must be gone
+/// from the runtime. On failure, says what is left and what the agent did.
+async fn assert_runtime_empty(n: &Node) {
+    if cri_counts(&n.ctrd).await == (0, 0) {
+        return;
+    }
+    let mut cri = n.ctrd.client().await.unwrap();
+    let sandboxes = cri.runtime.list_pod_sandbox(ListPodSandboxRequest { filter: None }).await.unwrap().into_inner().items;
+    let containers = cri.runtime.list_containers(ListContainersRequest { filter: None }).await.unwrap().into_inner().containers;
+    let left: Vec<String> = sandboxes
+        .iter()
+        .map(|s| format!("sandbox {} state {} labels {:?}", s.id, s.state, s.labels))
+        .chain(containers.iter().map(|c| format!("container {} {:?} state {} labels {:?}", c.id, c.metadata.as_ref().map(|m| (&m.name, m.attempt)), c.state, c.labels)))
+        .collect();
+    let log = n.agent.log_text();
+    let tail: Vec<&str> = log.lines().rev().take(60).collect();
+    panic!(
+        "the runtime still holds:\n{}\nagent log tail:\n{}",
+        left.join("\n"),
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
+}
+
 /// HTTP/1.0 GET; only when a local (bridge) route covers the address.
 fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
     let SocketAddr::V4(v4) = addr else { panic!("v4 only") };
@@ -254,7 +277,7 @@ async fn pod_runs_serves_logs_survives_agent_restart_and_is_deleted() {
         async move { get_pod(&pods, "web").await.is_none().then_some(()) }
     })
     .await;
-    assert_eq!(cri_counts(&n.ctrd).await, (0, 0));
+    assert_runtime_empty(&n).await;
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
     let reasons: Vec<String> = events.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|e| e.reason).collect();
     for r in ["Pulled", "Created", "Started", "Killing"] {
@@ -301,7 +324,7 @@ async fn probes_restart_on_liveness_failure_and_hold_readiness() {
         async move { get_pod(&pods, "probed").await.is_none().then_some(()) }
     })
     .await;
-    assert_eq!(cri_counts(&n.ctrd).await, (0, 0));
+    assert_runtime_empty(&n).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -385,7 +408,7 @@ async fn bad_images_back_off_crash_loops_back_off_and_others_run() {
         async move { pods.list(&ListParams::default()).await.ok()?.items.is_empty().then_some(()) }
     })
     .await;
-    assert_eq!(cri_counts(&n.ctrd).await, (0, 0));
+    assert_runtime_empty(&n).await;
 }
 
 /// `kubectl logs`, `kubectl logs -f` and `kubectl exec` (1.27 and 1.33) through
@@ -433,7 +456,7 @@ async fn kubectl_logs_and_exec_through_the_apiserver() {
     assert!(got.starts_with("first\nsecond\n") && got.contains("from-exec"), "{got}");
     pods.delete("talk", &DeleteParams::default()).await.unwrap();
     wait_pod_gone(&pods, "talk", &mut n.agent).await;
-    assert_eq!(cri_counts(&n.ctrd).await, (0, 0));
+    assert_runtime_empty(&n).await;
 }
 
 async fn wait_pod_gone(pods: &Api<Pod>, name: &str, agent: &mut Agent) {
