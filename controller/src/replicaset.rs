@@ -390,7 +390,7 @@ pub async fn create_pod(api: &Api<Pod>, template: &Pod, rs: &ReplicaSet) -> Resu
             Err(e) if is_already_exists(&e) && resent => {
                 let pod_name = pod.metadata.name.clone().unwrap_or_default();
                 match api.get(&pod_name).await {
-                    Ok(p) if is_controlled_by(&p.metadata, &rs.metadata) => return Ok(p),
+                    Ok(p) if controller_ref(&p.metadata).is_some_and(|r| Some(&r.uid) == rs.metadata.uid.as_ref()) => return Ok(p),
                     _ => return Err(e),
                 }
             }
@@ -417,11 +417,6 @@ fn outcome_unknown(e: &kube::Error) -> bool {
         kube::Error::HyperError(_) | kube::Error::Service(_) => true,
         _ => false,
     }
-}
-
-/// Does `obj` carry a controller reference to `owner` (by UID)?
-fn is_controlled_by(obj: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
-    obj.owner_references.iter().flatten().any(|r| r.controller == Some(true) && Some(&r.uid) == owner.uid.as_ref())
 }
 
 /// Upstream `GetPodFromTemplate`: the template's labels, annotations and
