@@ -122,6 +122,12 @@ async fn get_pod(api: &Api<Pod>, name: &str) -> Option<Pod> {
     api.get_opt(name).await.ok().flatten()
 }
 
+/// The apiserver says the pod does not exist (a 404, not a failed request:
+/// under load a GET may time out while the pod is still being deleted).
+async fn pod_gone(api: &Api<Pod>, name: &str) -> bool {
+    matches!(api.get_opt(name).await, Ok(None))
+}
+
 /// Waits until `pred` holds for pod `name`; on timeout panics with the pod's status and the agent's log.
 async fn wait_pod(pods: &Api<Pod>, name: &str, what: &str, timeout: Duration, agent: &mut Agent, pred: impl Fn(&Pod) -> bool) -> Pod {
     let start = std::time::Instant::now();
@@ -274,7 +280,7 @@ async fn pod_runs_serves_logs_survives_agent_restart_and_is_deleted() {
     pods.delete("web", &DeleteParams::default()).await.unwrap();
     eventually("pod object gone", Duration::from_secs(60), &mut n.agent, || {
         let pods = pods.clone();
-        async move { get_pod(&pods, "web").await.is_none().then_some(()) }
+        async move { pod_gone(&pods, "web").await.then_some(()) }
     })
     .await;
     assert_runtime_empty(&n).await;
@@ -321,7 +327,7 @@ async fn probes_restart_on_liveness_failure_and_hold_readiness() {
     pods.delete("probed", &DeleteParams::default()).await.unwrap();
     eventually("pod object gone", Duration::from_secs(60), &mut n.agent, || {
         let pods = pods.clone();
-        async move { get_pod(&pods, "probed").await.is_none().then_some(()) }
+        async move { pod_gone(&pods, "probed").await.then_some(()) }
     })
     .await;
     assert_runtime_empty(&n).await;
@@ -463,7 +469,7 @@ async fn wait_pod_gone(pods: &Api<Pod>, name: &str, agent: &mut Agent) {
     let name = name.to_string();
     eventually("pod object gone", Duration::from_secs(60), agent, || {
         let (pods, name) = (pods.clone(), name.clone());
-        async move { get_pod(&pods, &name).await.is_none().then_some(()) }
+        async move { pod_gone(&pods, &name).await.then_some(()) }
     })
     .await;
 }
