@@ -18,13 +18,10 @@ pub const TAINT_NODE_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 /// `--default-not-ready-toleration-seconds` / `--default-unreachable-toleration-seconds`.
 pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;
 
-/// Mutating: adds the two tolerations the pod lacks. Returns whether the
-/// pod changed.
-pub fn admit(req: &Request<'_>, pod: &mut Value) -> bool {
-    admit_with(req, pod, DEFAULT_TOLERATION_SECONDS, DEFAULT_TOLERATION_SECONDS)
-}
-
-pub fn admit_with(req: &Request<'_>, pod: &mut Value, not_ready_seconds: i64, unreachable_seconds: i64) -> bool {
+/// Mutating: adds the two tolerations the pod lacks, for the given seconds
+/// (`--default-not-ready-toleration-seconds`, `--default-unreachable-…`).
+/// Returns whether the pod changed.
+pub fn admit(req: &Request<'_>, pod: &mut Value, not_ready_seconds: i64, unreachable_seconds: i64) -> bool {
     if !req.is_pod_create() {
         return false;
     }
@@ -68,7 +65,7 @@ mod tests {
             pod["spec"]["tolerations"] = t;
         }
         let before = pod.clone();
-        let changed = admit(&Request::create("", "pods", "dev"), &mut pod);
+        let changed = admit(&Request::create("", "pods", "dev"), &mut pod, 300, 300);
         assert_eq!(pod["spec"]["tolerations"], expected, "{before}");
         assert_eq!(changed, before["spec"]["tolerations"] != expected);
     }
@@ -95,8 +92,8 @@ mod tests {
         let mut pod = json!({"spec": {}});
         let mut req = Request::create("", "pods", "dev");
         req.operation = super::super::Operation::Update;
-        assert!(!admit(&req, &mut pod));
-        assert!(!admit(&Request::create("apps", "deployments", "dev"), &mut pod));
+        assert!(!admit(&req, &mut pod, 300, 300));
+        assert!(!admit(&Request::create("apps", "deployments", "dev"), &mut pod, 300, 300));
         assert_eq!(pod, json!({"spec": {}}));
     }
 }

@@ -254,7 +254,7 @@ impl Chain {
                 Plugin::LimitRanger => limit_ranger::admit(req, object, ns.limit_ranges),
                 Plugin::ServiceAccount => service_account::admit(req, object, ns.service_account_exists)?,
                 Plugin::DefaultTolerationSeconds => {
-                    default_toleration_seconds::admit_with(req, object, self.not_ready_toleration_seconds, self.unreachable_toleration_seconds)
+                    default_toleration_seconds::admit(req, object, self.not_ready_toleration_seconds, self.unreachable_toleration_seconds)
                 }
                 Plugin::ResourceQuota => false,
             };

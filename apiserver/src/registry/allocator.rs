@@ -85,11 +85,11 @@ impl Range {
             let (mut data, rev) = self.load(etcd).await?;
             let chosen = match offset {
                 Some(o) if o >= self.size || self.reserved.contains(&o) => return Err(AllocError::OutOfRange),
-                Some(o) if get(&data, o) => return Err(AllocError::InUse),
+                Some(o) if is_set(&data, o) => return Err(AllocError::InUse),
                 Some(o) => o,
                 None => self.pick_free(&data).ok_or(AllocError::Full)?,
             };
-            set(&mut data, chosen, true);
+            mark(&mut data, chosen, true);
             if self.store(etcd, &data, rev).await? {
                 return Ok(chosen);
             }
@@ -103,7 +103,7 @@ impl Range {
             return Err(AllocError::OutOfRange);
         }
         let (data, _) = self.load(etcd).await?;
-        if get(&data, offset) {
+        if is_set(&data, offset) {
             return Err(AllocError::InUse);
         }
         Ok(())
@@ -115,10 +115,10 @@ impl Range {
         }
         loop {
             let (mut data, rev) = self.load(etcd).await?;
-            if !get(&data, offset) {
+            if !is_set(&data, offset) {
                 return Ok(());
             }
-            set(&mut data, offset, false);
+            mark(&mut data, offset, false);
             if self.store(etcd, &data, rev).await? {
                 return Ok(());
             }
@@ -131,15 +131,17 @@ impl Range {
         let start = rand::random::<u32>() % self.size.max(1);
         (0..self.size)
             .map(|i| (start + i) % self.size)
-            .find(|o| !self.reserved.contains(o) && !get(data, *o))
+            .find(|o| !self.reserved.contains(o) && !is_set(data, *o))
     }
 }
 
-fn get(data: &[u8], o: u32) -> bool {
+/// Is offset `o` marked used in the bitmap?
+pub(crate) fn is_set(data: &[u8], o: u32) -> bool {
     data[(o / 8) as usize] & (1 << (o % 8)) != 0
 }
 
-fn set(data: &mut [u8], o: u32, used: bool) {
+/// Marks offset `o` used or free in the bitmap.
+pub(crate) fn mark(data: &mut [u8], o: u32, used: bool) {
     let b = &mut data[(o / 8) as usize];
     if used {
         *b |= 1 << (o % 8)
@@ -155,14 +157,6 @@ impl Range {
     pub(crate) fn reserved(&self) -> &[u32] {
         &self.reserved
     }
-}
-
-pub(crate) fn is_set(data: &[u8], o: u32) -> bool {
-    get(data, o)
-}
-
-pub(crate) fn mark(data: &mut [u8], o: u32, used: bool) {
-    set(data, o, used)
 }
 
 /// The service ClusterIP range.
@@ -266,10 +260,10 @@ mod tests {
     #[test]
     fn bitmap() {
         let mut d = vec![0u8; 2];
-        set(&mut d, 9, true);
-        assert!(get(&d, 9) && !get(&d, 8));
-        set(&mut d, 9, false);
-        assert!(!get(&d, 9));
+        mark(&mut d, 9, true);
+        assert!(is_set(&d, 9) && !is_set(&d, 8));
+        mark(&mut d, 9, false);
+        assert!(!is_set(&d, 9));
     }
 
     #[test]
@@ -280,8 +274,8 @@ mod tests {
             let o = r.pick_free(&d).unwrap();
             assert!(o == 1 || o == 2);
         }
-        set(&mut d, 1, true);
-        set(&mut d, 2, true);
+        mark(&mut d, 1, true);
+        mark(&mut d, 2, true);
         assert_eq!(r.pick_free(&d), None);
     }
 
