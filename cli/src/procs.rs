@@ -129,6 +129,54 @@ impl Drop for Netns {
     }
 }
 
+/// Where a benchmark measures its raw etcd ceiling, and how it clears up.
+///
+/// etcd 3.4 (Debian's) copies its whole write-back read buffer on every
+/// transaction (`bucketBuffer.Copy` in `ConcurrentReadTx`; upstream fixed it
+/// in etcd-io/etcd#16508, 3.5.10+), and that buffer never shrinks: one
+/// delete-range of 10,000 keys grows it to 16,384 entries and every later
+/// transaction then pays a copy of about 0.8 MB. Measured here, that made the
+/// apiserver's creates after the ceiling run 5–8× dearer in etcd CPU than on
+/// a fresh etcd. So the ceiling runs on a twin etcd (same binary, flags and
+/// disk) when the benchmark starts its own, and against a given etcd it is
+/// cleared in small deletes that never grow that buffer.
+pub struct CeilingEtcd {
+    pub url: String,
+    _twin: Option<Proc>,
+}
+
+impl CeilingEtcd {
+    /// A twin of the private etcd in `dir/ceiling`, or `given` itself.
+    pub fn new(dir: &Path, given: Option<&str>) -> anyhow::Result<Self> {
+        match given {
+            Some(url) => Ok(CeilingEtcd { url: url.to_string(), _twin: None }),
+            None => {
+                let dir = dir.join("ceiling");
+                std::fs::create_dir_all(&dir)?;
+                let (p, url) = start_etcd(&dir)?;
+                Ok(CeilingEtcd { url, _twin: Some(p) })
+            }
+        }
+    }
+
+    /// Remove the scratch keys under `prefix`: nothing to do on a twin (it
+    /// dies with this handle); on a shared etcd, 256 keys per delete.
+    pub async fn clear(&self, prefix: &str) -> anyhow::Result<()> {
+        if self._twin.is_some() {
+            return Ok(());
+        }
+        let mut kv = etcd_client::Client::connect([self.url.as_str()], None).await?.kv_client();
+        loop {
+            let opts = etcd_client::GetOptions::new().with_prefix().with_keys_only().with_limit(256);
+            let resp = kv.get(prefix, Some(opts)).await?;
+            let (Some(first), Some(last)) = (resp.kvs().first(), resp.kvs().last()) else { return Ok(()) };
+            let mut end = last.key().to_vec();
+            end.push(0);
+            kv.delete(first.key(), Some(etcd_client::DeleteOptions::new().with_range(end))).await?;
+        }
+    }
+}
+
 /// A private etcd in `dir` on free ports.
 pub fn start_etcd(dir: &Path) -> anyhow::Result<(Proc, String)> {
     let (client, peer) = (free_port()?, free_port()?);

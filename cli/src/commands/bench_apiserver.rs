@@ -1,6 +1,7 @@
 //! `rkube bench apiserver`: the apiserver against a real etcd, measured in
 //! one run so the figures can be compared:
-//! 1. raw etcd puts/s of pod-sized JSON values, N concurrent clients — the ceiling;
+//! 1. raw etcd puts/s of pod-sized JSON values, N concurrent clients — the ceiling
+//!    (on a twin etcd started the same way, see `procs::CeilingEtcd`);
 //! 2. apiserver pod creates/s with the same N (each create is one etcd transaction);
 //! 3. LIST latency of all pods (served from the watch cache);
 //! 4. apiserver resident memory while holding them;
@@ -115,7 +116,9 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     let mut probe = etcd_client::Client::connect([etcd_url.as_str()], None).await?;
     let raw_value = probe.get("/registry/pods/bench/sample", None).await?.kvs().first().context("sample pod not in etcd")?.value().to_vec();
     request(&client, "DELETE", &format!("{base}/api/v1/namespaces/bench/pods/sample"), None).await?;
-    let etcd = etcd_client::Client::connect([etcd_url.as_str()], None).await?;
+    // On a twin etcd: see `procs::CeilingEtcd` for why not on this one.
+    let ceiling = procs::CeilingEtcd::new(dir.path(), o.etcd.as_deref())?;
+    let etcd = etcd_client::Client::connect([ceiling.url.as_str()], None).await?;
     let started = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -139,7 +142,8 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     }
     let raw_secs = started.elapsed().as_secs_f64();
     let raw_rate = o.pods as f64 / raw_secs;
-    etcd.clone().delete("/bench-raw/", Some(etcd_client::DeleteOptions::new().with_prefix())).await?;
+    ceiling.clear("/bench-raw/").await?;
+    drop(ceiling);
     println!("  raw etcd puts:       {raw_rate:>9.0} /s  ({} values of {} bytes in {raw_secs:.2}s)", o.pods, raw_value.len());
 
     // 2. Pod creates through the apiserver, same concurrency.

@@ -111,9 +111,9 @@ fn check_alive(p: &mut Proc, log: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// The measured ceiling: `n` create-if-absent transactions of `value_bytes`,
-/// `in_flight` at a time, under a scratch prefix deleted afterwards.
-pub async fn raw_etcd_txn_rate(endpoint: &str, n: usize, value_bytes: usize, in_flight: usize) -> anyhow::Result<f64> {
-    let client = etcd_client::Client::connect([endpoint], None).await?;
+/// `in_flight` at a time, under a scratch prefix cleared afterwards.
+pub async fn raw_etcd_txn_rate(etcd: &procs::CeilingEtcd, n: usize, value_bytes: usize, in_flight: usize) -> anyhow::Result<f64> {
+    let client = etcd_client::Client::connect([etcd.url.as_str()], None).await?;
     let value = vec![b'x'; value_bytes];
     let prefix = format!("/rkube-bench-raw/{}/", std::process::id());
     let start = Instant::now();
@@ -137,7 +137,7 @@ pub async fn raw_etcd_txn_rate(endpoint: &str, n: usize, value_bytes: usize, in_
     if ok != n {
         bail!("raw etcd run: {ok} of {n} transactions succeeded");
     }
-    client.kv_client().delete(prefix, Some(etcd_client::DeleteOptions::new().with_prefix())).await?;
+    etcd.clear(&prefix).await?;
     Ok(n as f64 / elapsed)
 }
 
@@ -296,9 +296,13 @@ pub async fn run_end_to_end(workload: &Workload, opts: &E2eOptions) -> anyhow::R
     let num_nodes = nodes.len();
     let num_measured = measure_pods.len();
 
-    // ---- the etcd ceiling, in this run, on an idle etcd ----
+    // ---- the etcd ceiling, in this run, on an idle twin etcd ----
+    // (not on the measured one: see `procs::CeilingEtcd`)
     let value_bytes = 1024; // about a small pod's stored JSON
-    let raw = raw_etcd_txn_rate(&etcd_endpoint, num_measured.max(1000), value_bytes, opts.concurrency).await?;
+    let raw = {
+        let ceiling = procs::CeilingEtcd::new(&dir, opts.etcd_endpoint.as_deref())?;
+        raw_etcd_txn_rate(&ceiling, num_measured.max(1000), value_bytes, opts.concurrency).await?
+    };
 
     // ---- namespaces, nodes and services ----
     let namespaces: std::collections::BTreeSet<String> = init_pods
