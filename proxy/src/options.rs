@@ -53,9 +53,14 @@ pub struct Options {
     pub cluster_cidr: Option<String>,
 
     /// The Service cluster IP range (the apiserver's flag of the same name).
-    /// When set, the range is routed to a local port-less device, so that
-    /// connections to cluster IPs from this node have a route and unmatched
-    /// service traffic never leaves the machine.
+    /// When set, the range is routed to a local port-less device
+    /// (`rkube-svc0`), so that connections to cluster IPs from this node have
+    /// a route and a packet to a cluster IP that no rule matched dies here
+    /// instead of leaving through the default route. Not a kube-proxy flag:
+    /// upstream's iptables mode relies on the node's routing for this. Off
+    /// unless given, because the proxy cannot know the range and a guessed
+    /// one could capture a real network; give it on any node with a default
+    /// route (`rkube up` does).
     #[arg(long)]
     pub service_cluster_ip_range: Option<Ipv4Net>,
 

@@ -65,14 +65,7 @@ pub async fn run_until(opts: Options, shutdown: impl std::future::Future<Output 
         "starting rkube-proxy in iptables mode"
     );
 
-    if let Some(range) = opts.service_cluster_ip_range {
-        route::ensure_service_route(route::DEFAULT_DEVICE, range)
-            .await
-            .with_context(|| format!("routing --service-cluster-ip-range {range} to {}", route::DEFAULT_DEVICE))?;
-    }
-    if cfg.rules.localhost_nodeports {
-        route::set_route_localnet()?;
-    }
+    prepare_node(&opts).await?;
 
     let proxier = Proxier::new(cfg, Arc::new(IptablesCmd::new(opts.iptables_backend)), Arc::new(ConntrackCmd::default()));
 
@@ -95,6 +88,32 @@ pub async fn run_until(opts: Options, shutdown: impl std::future::Future<Output 
     tracing::info!("shutting down; iptables rules are left in place");
     informers.iter().for_each(|t| t.abort());
     servers.iter().for_each(|t| t.abort());
+    Ok(())
+}
+
+/// The node-level setup before the first sync, in the calling thread's
+/// network namespace:
+/// - `--service-cluster-ip-range` given: route the range to the local
+///   port-less device [`route::DEFAULT_DEVICE`], so a packet to a cluster IP
+///   that no rule DNATs dies on this node instead of following the default
+///   route off the machine.
+/// - `--iptables-localhost-nodeports` (default on): `route_localnet=1`.
+///
+/// Why the route is opt-in: kube-proxy's iptables mode has no such flag and
+/// adds no route; upstream leaves unmatched service traffic to the node's
+/// routing (only the IPVS mode routes the range, to `kube-ipvs0`). The proxy
+/// cannot know the range by itself (it is an apiserver flag), and guessing
+/// one (upstream's 10.0.0.0/24 default) could hijack a real network. So the
+/// caller that knows the range passes it, as `rkube up` does.
+pub async fn prepare_node(opts: &Options) -> anyhow::Result<()> {
+    if let Some(range) = opts.service_cluster_ip_range {
+        route::ensure_service_route(route::DEFAULT_DEVICE, range)
+            .await
+            .with_context(|| format!("routing --service-cluster-ip-range {range} to {}", route::DEFAULT_DEVICE))?;
+    }
+    if opts.iptables_localhost_nodeports {
+        route::set_route_localnet()?;
+    }
     Ok(())
 }
 

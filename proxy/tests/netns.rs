@@ -111,6 +111,22 @@ fn topo() -> Topo {
     Topo { _backends: backends, client, node, _b1: b1, _b2: b2 }
 }
 
+impl Topo {
+    fn names(&self) -> Vec<String> {
+        [&self.client, &self.node, &self._b1, &self._b2].iter().map(|n| n.name().to_string()).collect()
+    }
+}
+
+/// After the test dropped everything it made: none of `names` is left in
+/// `ip netns list` (a namespace left behind would keep its veths, rules and
+/// routes alive).
+fn assert_namespaces_gone(names: &[String]) {
+    let out = std::process::Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    let left: Vec<&str> = list.lines().filter_map(|l| l.split_whitespace().next()).filter(|n| names.iter().any(|m| m == n)).collect();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+}
+
 fn proxier() -> Arc<Proxier> {
     let cfg = ProxierConfig {
         rules: RulesConfig { cluster_cidr: Some("10.244.0.0/16".parse().unwrap()), ..Default::default() },
@@ -237,6 +253,9 @@ fn clusterip_nodeport_endpoint_changes_and_service_delete() {
     assert!(save(&t.node, "nat").contains(":TEST-KEEP"));
     let host = std::process::Command::new("iptables-save").args(["-t", "nat"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&host.stdout).contains(&svc_chain), "rules leaked into the host");
+    let names = t.names();
+    drop(t);
+    assert_namespaces_gone(&names);
 }
 
 #[test]
@@ -280,6 +299,10 @@ fn udp_conntrack_flushed_when_endpoint_removed() {
     let r = t.node.run(move || pp.sync(SyncKind::Auto)).unwrap().unwrap();
     assert!(r.conntrack_cleanups >= 1, "{r:?}");
     assert_eq!(ask(&sock).as_deref(), Some(stays_name));
+    let names = t.names();
+    drop(sock);
+    drop(t);
+    assert_namespaces_gone(&names);
 }
 
 #[test]
@@ -324,4 +347,74 @@ fn restart_takes_over_leftover_chains() {
         .run(|| TcpStream::connect_timeout(&"10.96.0.22:80".parse().unwrap(), Duration::from_secs(2)).unwrap_err().kind())
         .unwrap();
     assert_eq!(err, std::io::ErrorKind::ConnectionRefused);
+    let names = t.names();
+    drop(t);
+    assert_namespaces_gone(&names);
+}
+
+/// Packets the gateway namespace saw for `dst` (a counting rule in its raw
+/// PREROUTING, the first hook a packet arriving on its veth meets).
+fn gateway_count(gw: &NetNs, dst: &str) -> u64 {
+    let out = gw.exec(&["iptables", "-t", "raw", "-L", "PREROUTING", "-v", "-n", "-x"]).unwrap();
+    let line = out.lines().find(|l| l.contains(dst)).unwrap_or_else(|| panic!("no counting rule for {dst}:\n{out}"));
+    line.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// "Traffic stays on the machine": the node gets a default route to a
+/// gateway namespace (standing in for the machine's uplink; it has no route
+/// anywhere, so whatever reaches it dies there). A connection to a cluster
+/// IP no Service holds, from the node itself and forwarded from a client,
+/// reaches the gateway without the service-CIDR route (the control: the
+/// test can fail) and never once `--service-cluster-ip-range` routes the
+/// range to `rkube-svc0`. A real Service in the range still works.
+#[test]
+fn unmatched_cluster_ip_never_reaches_the_default_gateway() {
+    require_root!();
+    let t = topo();
+    let gw = NetNs::new("rkg").unwrap();
+    let mut names = t.names();
+    names.push(gw.name().to_string());
+    veth(&t.node, "g0", "192.168.20.1/24", &gw, "u0", "192.168.20.254/24").unwrap();
+    t.node.ip(&["route", "add", "default", "via", "192.168.20.254"]).unwrap();
+    gw.exec(&["iptables", "-t", "raw", "-A", "PREROUTING", "-d", "10.96.0.0/16"]).unwrap();
+
+    let p = proxier();
+    let ns = rkube_proxy::netns::unique_name("it");
+    p.on_service_update(&service(&ns, "web", json!({"clusterIP":"10.96.0.10","ports":[{"port":80}]})));
+    p.on_endpoints_update(&endpoints(&ns, "web", &["10.244.1.2"], "", 8080, "TCP"));
+    sync(&t, &p, SyncKind::Auto);
+
+    let unmatched = "10.96.0.99:80";
+    let try_unmatched = || {
+        assert_eq!(t.node.run(|| tcp_get(unmatched)).unwrap(), None);
+        assert_eq!(client_gets(&t.client, unmatched, 1), vec![None]);
+    };
+    // Control: with only the default route, both attempts leak to the gateway.
+    try_unmatched();
+    let leaked = gateway_count(&gw, "10.96.0.0/16");
+    assert!(leaked >= 2, "control failed: without the route the gateway should have seen the SYNs ({leaked})");
+
+    // The proxy's node setup, from its command line.
+    let opts = <rkube_proxy::options::Options as clap::Parser>::try_parse_from([
+        "rkube-proxy",
+        "--service-cluster-ip-range=10.96.0.0/16",
+    ])
+    .unwrap();
+    t.node
+        .run(move || tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(rkube_proxy::run::prepare_node(&opts)))
+        .unwrap()
+        .unwrap();
+    let routes = t.node.ip(&["route", "show", "10.96.0.0/16"]).unwrap();
+    assert!(routes.contains(route::DEFAULT_DEVICE), "{routes}");
+    gw.exec(&["iptables", "-t", "raw", "-Z", "PREROUTING"]).unwrap();
+    try_unmatched();
+    assert_eq!(gateway_count(&gw, "10.96.0.0/16"), 0, "a packet to an unmatched cluster IP left the node");
+    // The Service's cluster IP is DNATed before routing picks rkube-svc0.
+    assert_eq!(t.node.run(|| tcp_get("10.96.0.10:80")).unwrap().as_deref(), Some("b1"));
+    assert_eq!(client_gets(&t.client, "10.96.0.10:80", 1), vec![Some("b1".to_string())]);
+    assert_eq!(gateway_count(&gw, "10.96.0.0/16"), 0);
+
+    drop(gw);
+    drop(t);
+    assert_namespaces_gone(&names);
 }
