@@ -7,12 +7,12 @@ use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use rkube_proxy::conntrack::ConntrackCmd;
-use rkube_proxy::iptables::IptablesCmd;
+use rkube_proxy::iptables::{Iptables, IptablesCmd, RestoreError};
 use rkube_proxy::netns::{veth, NetNs};
 use rkube_proxy::proxier::{Proxier, ProxierConfig, SyncKind};
 use rkube_proxy::route;
@@ -415,6 +415,125 @@ fn unmatched_cluster_ip_never_reaches_the_default_gateway() {
     assert_eq!(gateway_count(&gw, "10.96.0.0/16"), 0);
 
     drop(gw);
+    drop(t);
+    assert_namespaces_gone(&names);
+}
+
+/// The real iptables, with a fault to inject: the next restore gets `line`
+/// inserted before the `COMMIT` of `table` (a jump to a chain that does not
+/// exist, which the kernel refuses at commit time).
+struct Faulty {
+    real: IptablesCmd,
+    next_fault: Mutex<Option<(&'static str, String)>>,
+    /// The input of the last restore, as sent.
+    last: Mutex<String>,
+}
+
+impl Iptables for Faulty {
+    fn restore(&self, data: &str) -> Result<(), RestoreError> {
+        let mut data = data.to_string();
+        if let Some((table, line)) = self.next_fault.lock().unwrap().take() {
+            let start = data.find(&format!("*{table}\n")).expect("table in restore input");
+            let commit = start + data[start..].find("COMMIT\n").unwrap();
+            data.insert_str(commit, &format!("{line}\n"));
+        }
+        *self.last.lock().unwrap() = data.clone();
+        self.real.restore(&data)
+    }
+    fn save(&self, table: &str) -> anyhow::Result<String> {
+        self.real.save(table)
+    }
+}
+
+/// `kubeproxy_sync_proxy_rules_duration_seconds_count`: successful syncs.
+fn successful_syncs(p: &Proxier) -> u64 {
+    let m = p.metrics.encode();
+    let line = m.lines().find(|l| l.starts_with("kubeproxy_sync_proxy_rules_duration_seconds_count ")).unwrap_or_else(|| panic!("{m}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// `iptables-save -t table` without comments and counters: what a table
+/// holds, comparable before and after.
+fn table_state(ns: &NetNs, table: &str) -> String {
+    save(ns, table)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| if l.starts_with(':') { l.rsplit_once(' ').map_or(l, |(a, _)| a) } else { l })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A restore that fails in the real kernel: the error names the line, the
+/// failing table is exactly as before (nothing half-written), the failure
+/// is counted, and the sync loop's automatic retry (a full sync after
+/// `retry_period`) repairs. A failure in the second table (filter) leaves
+/// the first (nat) committed whole, as iptables-restore commits per table.
+#[test]
+fn failed_restore_leaves_table_unchanged_and_retry_repairs() {
+    require_root!();
+    let t = topo();
+    setup_node(&t);
+    let names = t.names();
+    let ipt = Arc::new(Faulty { real: IptablesCmd::default(), next_fault: Mutex::new(None), last: Mutex::new(String::new()) });
+    let cfg = ProxierConfig {
+        rules: RulesConfig { cluster_cidr: Some("10.244.0.0/16".parse().unwrap()), ..Default::default() },
+        min_sync_period: Duration::ZERO,
+        retry_period: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let p = Proxier::new(cfg, ipt.clone(), Arc::new(ConntrackCmd::default()));
+    p.on_services_synced();
+    p.on_endpoints_synced();
+    let ns = rkube_proxy::netns::unique_name("it");
+    p.on_service_update(&service(&ns, "web", json!({"clusterIP":"10.96.0.30","ports":[{"port":80}]})));
+    p.on_endpoints_update(&endpoints(&ns, "web", &["10.244.1.2"], "", 8080, "TCP"));
+    sync(&t, &p, SyncKind::Auto);
+    assert_eq!(client_gets(&t.client, "10.96.0.30:80", 1), vec![Some("b1".to_string())]);
+    let (nat0, filter0) = (table_state(&t.node, "nat"), table_state(&t.node, "filter"));
+
+    // 1. Fault in nat (a partial sync): nothing of it is applied.
+    let bad = "-A KUBE-SERVICES -j KUBE-NO-SUCH-CHAIN";
+    p.on_endpoints_update(&endpoints(&ns, "web", &["10.244.2.2"], "", 8080, "TCP"));
+    *ipt.next_fault.lock().unwrap() = Some(("nat", bad.to_string()));
+    let pp = p.clone();
+    let err = t.node.run(move || pp.sync(SyncKind::Auto)).unwrap().unwrap_err();
+    let re = err.downcast_ref::<RestoreError>().expect("a RestoreError");
+    let sent = ipt.last.lock().unwrap().clone();
+    let bad_line = sent.lines().position(|l| l == bad).unwrap() + 1;
+    assert_eq!(re.line, Some(bad_line), "{re}");
+    assert!(re.to_string().contains(&format!("at line {bad_line} (`{bad}`)")), "{re}");
+    assert_eq!(table_state(&t.node, "nat"), nat0, "nat half-written");
+    assert_eq!(table_state(&t.node, "filter"), filter0);
+    assert_eq!(p.metrics.restore_failures.get(), 1);
+    assert_eq!(p.metrics.partial_restore_failures.get(), 1);
+    assert_eq!(client_gets(&t.client, "10.96.0.30:80", 1), vec![Some("b1".to_string())], "old rules still serve");
+
+    // 2. Fault in filter (the retry, a full sync): filter is as before, nat
+    //    was committed whole before filter failed.
+    *ipt.next_fault.lock().unwrap() = Some(("filter", "-A KUBE-FORWARD -j KUBE-NO-SUCH-CHAIN".to_string()));
+    let pp = p.clone();
+    assert!(t.node.run(move || pp.sync(SyncKind::Auto)).unwrap().is_err());
+    assert_eq!(table_state(&t.node, "filter"), filter0, "filter half-written");
+    assert!(table_state(&t.node, "nat").contains("--to-destination 10.244.2.2:8080"));
+    assert_eq!(p.metrics.restore_failures.get(), 2);
+
+    // 3. The loop retries on its own, with a full sync that repairs filter.
+    let runner = {
+        let p = p.clone();
+        t.node.thread(move || p.run_blocking()).unwrap()
+    };
+    assert_eq!(successful_syncs(&p), 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while successful_syncs(&p) < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    p.stop();
+    runner.join().unwrap();
+    assert_eq!(successful_syncs(&p), 2, "no automatic retry");
+    assert!(!table_state(&t.node, "filter").contains("KUBE-NO-SUCH-CHAIN"));
+    assert_eq!(p.metrics.restore_failures.get(), 2);
+    assert_eq!(client_gets(&t.client, "10.96.0.30:80", 1), vec![Some("b2".to_string())]);
+
     drop(t);
     assert_namespaces_gone(&names);
 }
