@@ -508,16 +508,26 @@ impl Proxier {
                 st.last_success = Some(SystemTime::now());
                 drop(st);
                 // Stale UDP flows: only now that the rules no longer send
-                // traffic to the removed endpoints.
-                for c in &cleanups {
-                    match self.ct.clear(c) {
-                        Ok(n) => tracing::debug!(?c, deleted = n, "conntrack cleanup"),
-                        Err(e) => tracing::warn!("conntrack cleanup failed: {e:#}"),
-                    }
-                }
+                // traffic to the removed endpoints. A cleanup that failed
+                // stays pending and is tried again at the next sync (at the
+                // latest the periodic one): dropping it would leave a UDP
+                // client pinned to a dead endpoint until its flow times out.
+                let done: Vec<&Cleanup> = cleanups
+                    .iter()
+                    .filter(|c| match self.ct.clear(c) {
+                        Ok(n) => {
+                            tracing::debug!(?c, deleted = n, "conntrack cleanup");
+                            true
+                        }
+                        Err(e) => {
+                            tracing::warn!("conntrack cleanup failed, will retry at the next sync: {e:#}");
+                            false
+                        }
+                    })
+                    .collect();
                 {
                     let mut st = lock(&self.state);
-                    for c in &cleanups {
+                    for c in done {
                         st.pending_conntrack.remove(c);
                     }
                 }
@@ -677,6 +687,8 @@ mod tests {
         restores: Mutex<Vec<String>>,
         fail_next: Mutex<bool>,
         saved_nat: Mutex<String>,
+        /// `iptables-save` calls (an inspecting sync makes two).
+        saves: Mutex<usize>,
     }
     impl Iptables for FakeIptables {
         fn restore(&self, data: &str) -> Result<(), RestoreError> {
@@ -687,13 +699,20 @@ mod tests {
             Ok(())
         }
         fn save(&self, table: &str) -> anyhow::Result<String> {
+            *lock(&self.saves) += 1;
             Ok(if table == "nat" { lock(&self.saved_nat).clone() } else { String::new() })
         }
     }
+    /// Records the cleanups done; fails the next `.1` calls.
     #[derive(Default)]
-    struct FakeConntrack(Mutex<Vec<Cleanup>>);
+    struct FakeConntrack(Mutex<Vec<Cleanup>>, Mutex<usize>);
     impl Conntrack for FakeConntrack {
         fn clear(&self, c: &Cleanup) -> anyhow::Result<u64> {
+            let mut fail = lock(&self.1);
+            if *fail > 0 {
+                *fail -= 1;
+                anyhow::bail!("injected conntrack failure");
+            }
             lock(&self.0).push(c.clone());
             Ok(1)
         }
@@ -954,5 +973,111 @@ mod tests {
         let restores = lock(&ipt.restores);
         assert_eq!(restores.len(), 2, "expected 1 full + 1 batched sync");
         assert_eq!(restores[1].matches("has no endpoints").count(), 20);
+        // Each successful sync is observed once in the duration histogram.
+        assert!(p.metrics.encode().contains("kubeproxy_sync_proxy_rules_duration_seconds_count 2\n"), "{}", p.metrics.encode());
+    }
+
+    /// Wait (up to 5 s) until `f` holds.
+    fn wait_for(f: impl Fn() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !f() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+
+    fn run_loop(p: &Arc<Proxier>) -> std::thread::JoinHandle<()> {
+        let p = p.clone();
+        std::thread::spawn(move || p.run_blocking())
+    }
+
+    #[test]
+    fn run_loop_resyncs_fully_every_sync_period() {
+        // `--sync-period`: with no change at all, the loop still rewrites
+        // every chain after reading the kernel back (repairing anything
+        // changed behind the proxy's back), once per period.
+        let ipt = Arc::new(FakeIptables::default());
+        let cfg = ProxierConfig { min_sync_period: Duration::ZERO, sync_period: Duration::from_millis(150), ..Default::default() };
+        let p = Proxier::new(cfg, ipt.clone(), Arc::new(FakeConntrack::default()));
+        p.on_service_update(&svc("a", "s1", "10.96.0.1", "TCP"));
+        p.on_services_synced();
+        p.on_endpoints_synced();
+        let runner = run_loop(&p);
+        let resynced = wait_for(|| lock(&ipt.restores).len() >= 3);
+        p.stop();
+        runner.join().unwrap();
+        assert!(resynced, "no periodic resyncs: {} restores", lock(&ipt.restores).len());
+        let restores = lock(&ipt.restores);
+        for (i, text) in restores.iter().enumerate() {
+            assert!(chains_declared(text).iter().any(|c| c == rules::KUBE_SERVICES), "restore {i} not full:\n{text}");
+            assert!(text.contains("a/s1:p has no endpoints"), "restore {i} lost s1:\n{text}");
+        }
+        // Every one inspected first: iptables-save of nat and filter.
+        assert_eq!(*lock(&ipt.saves), 2 * restores.len());
+        // Not a busy loop: about one sync per period.
+        assert!(restores.len() <= 5, "{} restores", restores.len());
+    }
+
+    #[test]
+    fn run_loop_retries_a_failed_restore_with_a_full_sync() {
+        let ipt = Arc::new(FakeIptables::default());
+        let cfg = ProxierConfig {
+            min_sync_period: Duration::ZERO,
+            sync_period: Duration::from_secs(3600),
+            retry_period: Duration::from_millis(100),
+            ..Default::default()
+        };
+        let p = Proxier::new(cfg, ipt.clone(), Arc::new(FakeConntrack::default()));
+        p.on_service_update(&svc("a", "s1", "10.96.0.1", "TCP"));
+        p.on_services_synced();
+        p.on_endpoints_synced();
+        p.sync(SyncKind::Auto).unwrap();
+        let saves = *lock(&ipt.saves);
+        // A change whose restore fails; nobody calls sync again by hand.
+        p.on_endpoints_update(&eps("a", "s1", &["10.1.0.1"], "TCP"));
+        *lock(&ipt.fail_next) = true;
+        let started = Instant::now();
+        let runner = run_loop(&p);
+        let retried = wait_for(|| lock(&ipt.restores).len() >= 2);
+        let waited = started.elapsed();
+        p.stop();
+        runner.join().unwrap();
+        assert!(retried, "the loop never retried");
+        assert_eq!(p.metrics.restore_failures.get(), 1);
+        assert!(waited >= Duration::from_millis(100), "retried before retry_period: {waited:?}");
+        let restores = lock(&ipt.restores);
+        assert_eq!(restores.len(), 2, "the initial sync and the retry");
+        let text = &restores[1];
+        assert!(text.contains("--to-destination 10.1.0.1:8080"), "{text}");
+        assert!(chains_declared(text).iter().any(|c| c == rules::KUBE_SERVICES), "retry not full:\n{text}");
+        assert_eq!(*lock(&ipt.saves), saves + 2, "retry did not inspect the kernel");
+        assert!(p.healthz().0);
+    }
+
+    #[test]
+    fn failed_conntrack_cleanup_is_retried_at_the_next_sync() {
+        let (p, _, ct) = setup();
+        p.on_services_synced();
+        p.on_endpoints_synced();
+        p.on_service_update(&svc("a", "dns", "10.96.0.10", "UDP"));
+        p.on_endpoints_update(&eps("a", "dns", &["10.1.0.1", "10.1.0.2"], "UDP"));
+        p.sync(SyncKind::Auto).unwrap();
+        lock(&ct.0).clear();
+        let gone = Cleanup::ServiceEndpoint { service_ip: "10.96.0.10".parse().unwrap(), endpoint_ip: "10.1.0.2".parse().unwrap() };
+
+        p.on_endpoints_update(&eps("a", "dns", &["10.1.0.1"], "UDP"));
+        *lock(&ct.1) = 1;
+        p.sync(SyncKind::Auto).unwrap();
+        assert!(lock(&ct.0).is_empty(), "the cleanup failed");
+        // The next sync (nothing changed: no restore at all) tries again…
+        let r = p.sync(SyncKind::Auto).unwrap();
+        assert_eq!((r.bytes, r.conntrack_cleanups), (0, 1));
+        assert_eq!(*lock(&ct.0), vec![gone]);
+        // …and once done it is not repeated.
+        assert_eq!(p.sync(SyncKind::Auto).unwrap().conntrack_cleanups, 0);
+        assert_eq!(lock(&ct.0).len(), 1);
     }
 }
