@@ -537,3 +537,32 @@ fn failed_restore_leaves_table_unchanged_and_retry_repairs() {
     drop(t);
     assert_namespaces_gone(&names);
 }
+
+/// sessionAffinity: ClientIP in the kernel (the `recent` match): every
+/// connection from one client goes to the backend its first one reached,
+/// although both backends are up and endpoints of the Service.
+#[test]
+fn session_affinity_client_ip_pins_one_backend() {
+    require_root!();
+    let t = topo();
+    setup_node(&t);
+    let names = t.names();
+    let ns = rkube_proxy::netns::unique_name("it");
+    let p = proxier();
+    p.on_service_update(&service(&ns, "sticky", json!({"clusterIP":"10.96.0.40","sessionAffinity":"ClientIP",
+        "sessionAffinityConfig":{"clientIP":{"timeoutSeconds":60}},"ports":[{"port":80}]})));
+    p.on_endpoints_update(&endpoints(&ns, "sticky", &["10.244.1.2", "10.244.2.2"], "", 8080, "TCP"));
+    sync(&t, &p, SyncKind::Auto);
+    assert!(save(&t.node, "nat").contains("-m recent"), "no affinity rules");
+
+    // Both backends answer directly.
+    let direct = t.node.run(|| (tcp_get("10.244.1.2:8080"), tcp_get("10.244.2.2:8080"))).unwrap();
+    assert_eq!(direct, (Some("b1".to_string()), Some("b2".to_string())));
+    // Through the cluster IP: 20 connections, one backend.
+    let got: BTreeSet<Option<String>> = client_gets(&t.client, "10.96.0.40:80", 20).into_iter().collect();
+    assert_eq!(got.len(), 1, "affinity broken: {got:?}");
+    assert!(got.iter().all(|g| g.is_some()), "{got:?}");
+
+    drop(t);
+    assert_namespaces_gone(&names);
+}
