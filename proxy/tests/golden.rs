@@ -192,3 +192,78 @@ fn golden_odd_input() {
         RulesConfig::default(),
     );
 }
+
+fn nodeport_objects() -> Vec<Value> {
+    vec![
+        svc("ns7", "np", json!({"type":"NodePort","clusterIP":"172.30.0.48","ports":[{"name":"p","port":80,"nodePort":30082}]})),
+        eps("ns7", "np", json!([{"addresses":[{"ip":"10.180.3.1"}],"ports":[{"name":"p","port":8080}]}])),
+    ]
+}
+
+#[test]
+fn golden_nodeport_addresses_given() {
+    // `--nodeport-addresses` resolved to these local addresses: one
+    // `-d <ip> -j KUBE-NODEPORTS` per address instead of `--dst-type LOCAL`.
+    let ips = vec!["127.0.0.1".parse().unwrap(), "192.168.0.10".parse().unwrap()];
+    check("nodeport_addresses", &nodeport_objects(), RulesConfig { nodeport_addresses: ips, ..cluster() });
+}
+
+#[test]
+fn golden_nodeport_addresses_without_localhost() {
+    // `--iptables-localhost-nodeports=false`: 127.0.0.1 is skipped even when
+    // it matches `--nodeport-addresses`, and no KUBE-FIREWALL is written.
+    let ips = vec!["127.0.0.1".parse().unwrap(), "192.168.0.10".parse().unwrap()];
+    check(
+        "nodeport_addresses_no_localhost",
+        &nodeport_objects(),
+        RulesConfig { nodeport_addresses: ips, localhost_nodeports: false, ..cluster() },
+    );
+}
+
+#[test]
+fn golden_no_localhost_nodeports() {
+    // All local addresses but 127.0.0.0/8.
+    check("no_localhost_nodeports", &nodeport_objects(), RulesConfig { localhost_nodeports: false, ..cluster() });
+}
+
+/// Every golden text is a ruleset the kernel takes: `iptables-restore
+/// --test` (both builds) and a real `--noflush` restore, each in a throwaway
+/// network namespace, never the host's tables.
+#[test]
+fn golden_texts_load_in_the_kernel() {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false);
+    if !root {
+        eprintln!("skipped: needs root (network namespaces, iptables)");
+        return;
+    }
+    let dir = format!("{}/tests/golden", env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert!(files.len() >= 9, "{files:?}");
+    let mut names = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let ns = rkube_proxy::netns::NetNs::new("rkgo").unwrap();
+        names.push(ns.name().to_string());
+        for args in [&["iptables-nft-restore", "--noflush", "--test"][..], &["iptables-legacy-restore", "--noflush", "--test"], &["iptables-restore", "--noflush"]] {
+            let mut child = std::process::Command::new("ip")
+                .args(["netns", "exec", ns.name()])
+                .args(args)
+                .stdin(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{} {args:?}: {}", f.display(), String::from_utf8_lossy(&out.stderr));
+        }
+        // The real restore left our chains in the namespace's nat table.
+        let saved = ns.exec(&["iptables-save", "-t", "nat"]).unwrap();
+        assert!(saved.contains(":KUBE-SERVICES"), "{}: {saved}", f.display());
+    }
+    let out = std::process::Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(!names.iter().any(|n| list.lines().any(|l| l.split_whitespace().next() == Some(n))), "namespaces left: {list}");
+}
