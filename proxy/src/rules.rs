@@ -37,8 +37,19 @@ pub const KUBE_NODEPORTS: &str = "KUBE-NODEPORTS";
 pub const KUBE_POSTROUTING: &str = "KUBE-POSTROUTING";
 pub const KUBE_MARK_MASQ: &str = "KUBE-MARK-MASQ";
 pub const KUBE_FORWARD: &str = "KUBE-FORWARD";
-/// Shared with kubelet upstream: blocks martian traffic to 127/8 that
-/// `route_localnet` (needed for NodePorts on 127.0.0.1) would otherwise allow.
+/// Blocks martian traffic to 127/8 that `route_localnet` (needed for
+/// NodePorts on 127.0.0.1) would otherwise let in (issue 90259).
+///
+/// Ownership, a divergence to know about: upstream this chain is kubelet's
+/// (kubelet creates it and the jumps from INPUT/OUTPUT; kube-proxy's
+/// iptables mode also writes the same localnet rule into it, noting that
+/// kubelet keeps an identical copy). rkube-proxy declares the chain in its restore, which
+/// *flushes* it, and writes the jumps itself: it is the only writer on an
+/// rkube node (rkube-agent writes no iptables rules). Next to a real
+/// kubelet, any other rule that kubelet keeps here (older kubelets' `-m mark
+/// --mark 0x8000/0x8000 -j DROP`) would be dropped at every full sync until
+/// kubelet re-adds it. The name is kept because it is the one students see
+/// in upstream's `iptables -L`; only written with `localhost_nodeports`.
 pub const KUBE_FIREWALL: &str = "KUBE-FIREWALL";
 
 /// Prefixes of the per-service chains this proxy owns. Stale chains with one
@@ -169,8 +180,8 @@ impl JumpRule {
     }
 }
 
-/// Upstream's `iptablesJumpChains` (+ kubelet's KUBE-FIREWALL jumps, which
-/// upstream kube-proxy relies on kubelet for).
+/// Upstream's `iptablesJumpChains` (+ the KUBE-FIREWALL jumps, which
+/// upstream kubelet makes; see [`KUBE_FIREWALL`]).
 pub fn jump_rules(cfg: &RulesConfig) -> Vec<JumpRule> {
     let new = "-m conntrack --ctstate NEW";
     let mut v = vec![
