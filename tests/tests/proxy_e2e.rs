@@ -202,6 +202,16 @@ fn proxy_follows_the_api_in_a_node_namespace() {
         assert!(!host.contains(&svc_chain) && !host.contains(&ns), "our rules leaked into the host's {table} table");
     }
     assert_eq!(host_has_service_device(), host_had_device, "the service-CIDR device must live in the node namespace");
+
+    // Everything the test made goes with it: processes, namespaces (with
+    // their veths, rules and routes) and the host end of the link.
+    let names: Vec<String> = [&node, &client, &b1, &b2].iter().map(|n| n.name.clone()).collect();
+    let host_if = link.host_if.clone();
+    drop(proxy);
+    drop(cp);
+    drop(link);
+    drop((b1, b2, client, node));
+    assert_cleaned_up(&names, &host_if);
 }
 
 /// Does the host have rkube-proxy's service-CIDR holder device?

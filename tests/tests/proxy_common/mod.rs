@@ -354,3 +354,14 @@ pub fn eventually<T>(what: &str, timeout: Duration, context: impl Fn() -> String
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// None of the namespaces `names` is in `ip netns list`, and the host has
+/// no interface `host_if` any more.
+pub fn assert_cleaned_up(names: &[String], host_if: &str) {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    let left: Vec<&str> = list.lines().filter_map(|l| l.split_whitespace().next()).filter(|n| names.iter().any(|m| m == n)).collect();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+    let link = Command::new("ip").args(["link", "show", "dev", host_if]).output().unwrap();
+    assert!(!link.status.success(), "host interface {host_if} left behind");
+}
