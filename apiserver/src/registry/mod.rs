@@ -413,8 +413,8 @@ impl Registry {
             _ => vec![],
         };
         if !q.dry_run() {
-            for (quota, usage) in charges {
-                self.record_quota_usage(&ns_name, &quota, &usage).await?;
+            for (quota, _) in charges {
+                self.charge_quota(&adm_req, &quota, &obj).await?;
             }
         }
         if r.kind == "Pod" {
@@ -448,24 +448,32 @@ impl Registry {
         }
     }
 
-    /// ResourceQuota accounting: the quota's `status.used` after charging an
-    /// object to it (written before the object, as upstream's quota
-    /// admission does; the quota controller recalculates drift).
-    async fn record_quota_usage(&self, ns: &str, quota: &str, usage: &crate::admission::resource_quota::Usage) -> ApiResult<()> {
+    /// ResourceQuota accounting: charges `obj` to the quota's `status.used`
+    /// before the object is stored, as upstream's quota admission does. The
+    /// charge is a compare-and-swap on the quota's resourceVersion that
+    /// re-checks the object against the usage it is adding to: two creates
+    /// racing for the last unit cannot both win, and a lost race re-reads
+    /// the quota and checks again (so the loser may now be refused with
+    /// "exceeded quota"). Usage is never released here: the resourcequota
+    /// controller recounts it (deletes, and charges for objects that then
+    /// failed to store).
+    async fn charge_quota(&self, req: &crate::admission::Request<'_>, quota: &str, obj: &Value) -> ApiResult<()> {
         let rq = resources::find("", "v1", "resourcequotas").unwrap();
         let ri = RequestInfo {
             verb: crate::request::Verb::Update,
             resource: rq,
-            namespace: Some(ns.to_string()),
+            namespace: Some(req.namespace.to_string()),
             name: Some(quota.to_string()),
             subresource: Some("status".into()),
         };
-        let used: Map<String, Value> =
-            usage.iter().map(|(k, m)| (k.clone(), json!(crate::admission::format_milli(k, *m)))).collect();
-        let used = Value::Object(used);
         self.guaranteed_update(&ri, &Query::default(), vec![], |old, _| {
+            let current: k8s_openapi::api::core::v1::ResourceQuota =
+                serde_json::from_value(old.clone()).map_err(|e| ApiError::internal(format!("resourcequota {quota}: {e}")))?;
+            let used = crate::admission::resource_quota::recheck(req, &current, obj).map_err(admission_error)?;
+            let used: Map<String, Value> =
+                used.iter().map(|(k, m)| (k.clone(), json!(crate::admission::format_milli(k, *m)))).collect();
             let mut n = old.clone();
-            n["status"]["used"] = used.clone();
+            n["status"]["used"] = Value::Object(used);
             if n["status"]["hard"].is_null() {
                 n["status"]["hard"] = old["spec"]["hard"].clone();
             }
