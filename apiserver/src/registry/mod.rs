@@ -30,8 +30,14 @@ use crate::status::{ApiError, ApiResult, FieldError};
 use crate::storage::cache::{CacheEvent, CachedObject, EventType, WatchCache};
 use crate::storage::etcd::{Etcd, StorageError};
 
-/// Namespaces that exist from the start and may never be deleted.
+/// Namespaces that exist from the start (the apiserver creates them).
 pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Namespaces NamespaceLifecycle refuses to delete: upstream's immortal set.
+/// `kube-node-lease` is not in it: upstream lets it be deleted (its
+/// system-namespaces controller makes it again; rkube's apiserver makes it
+/// again when it starts, in `bootstrap`).
+pub const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
 /// Query parameters, decoded once.
 #[derive(Debug, Default, Clone)]
@@ -390,7 +396,9 @@ impl Registry {
         let name = meta["name"].as_str().unwrap_or_default().to_string();
         set_namespace(r, meta, ri.namespace.as_deref())?;
         let warnings = self.decode_strictly(r, &mut obj, fv)?;
-        self.admit_namespace(r, ri.namespace.as_deref()).await?;
+        if self.plugin_enabled(crate::admission::Plugin::NamespaceLifecycle) {
+            self.admit_namespace(r, ri.namespace.as_deref()).await?;
+        }
         prepare_for_create(r, &mut obj);
         defaults::apply(r.kind, &mut obj);
         // Mutating admission, then validation, then validating admission —
@@ -502,6 +510,12 @@ impl Registry {
             )));
         }
         Ok(unknown.iter().map(|u| format!("unknown field \"{u}\"")).collect())
+    }
+
+    /// Whether an admission plugin is on; with no chain (unit setups of the
+    /// registry alone) every plugin the registry runs itself is.
+    fn plugin_enabled(&self, p: crate::admission::Plugin) -> bool {
+        self.admission.as_ref().is_none_or(|c| c.plugins.contains(&p))
     }
 
     /// NamespaceLifecycle admission: no new objects in a namespace that does
@@ -764,7 +778,10 @@ impl Registry {
         let name = ri.name.clone().unwrap_or_default();
         let ns = ri.namespace.as_deref();
         let opts = DeleteOptions::from(q, body.as_ref())?;
-        if r.kind == "Namespace" && SYSTEM_NAMESPACES.contains(&name.as_str()) {
+        if r.kind == "Namespace"
+            && IMMORTAL_NAMESPACES.contains(&name.as_str())
+            && self.plugin_enabled(crate::admission::Plugin::NamespaceLifecycle)
+        {
             return Err(ApiError::forbidden("", "namespaces", &name, "this namespace may not be deleted"));
         }
         let key = self.key(r, ns, &name);
