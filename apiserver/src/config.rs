@@ -145,11 +145,11 @@ mod tests {
             args.extend_from_slice(extra);
             Config::try_parse_from(args).map(|c| c.anonymous_auth)
         };
-        assert_eq!(parse(&[]).unwrap(), true);
-        assert_eq!(parse(&["--anonymous-auth"]).unwrap(), true);
-        assert_eq!(parse(&["--anonymous-auth", "--insecure-port=0"]).unwrap(), true);
-        assert_eq!(parse(&["--anonymous-auth=false"]).unwrap(), false);
-        assert_eq!(parse(&["--anonymous-auth=true"]).unwrap(), true);
+        assert!(parse(&[]).unwrap());
+        assert!(parse(&["--anonymous-auth"]).unwrap());
+        assert!(parse(&["--anonymous-auth", "--insecure-port=0"]).unwrap());
+        assert!(!parse(&["--anonymous-auth=false"]).unwrap());
+        assert!(parse(&["--anonymous-auth=true"]).unwrap());
         // As pflag: a bool takes its value only after `=`.
         assert!(parse(&["--anonymous-auth", "false"]).is_err());
     }
