@@ -62,8 +62,10 @@ pub struct Config {
     #[arg(long = "token-auth-file")]
     pub token_auth_file: Option<std::path::PathBuf>,
 
-    /// Let requests without credentials in as system:anonymous.
-    #[arg(long = "anonymous-auth", default_value_t = true, action = clap::ArgAction::Set)]
+    /// Let requests without credentials in as system:anonymous. A Go bool
+    /// flag: `--anonymous-auth` alone means true; a value needs `=`.
+    #[arg(long = "anonymous-auth", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub anonymous_auth: bool,
 
     /// Ordered authorizers for the secure port: AlwaysAllow, AlwaysDeny, Node, RBAC.
@@ -130,4 +132,25 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         _ => return Err(format!("invalid duration {s:?}: unit must be ms, s, m or h")),
     };
     Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anonymous_auth_is_a_go_bool_flag() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["rkube-apiserver", "--etcd-servers=http://127.0.0.1:2379"];
+            args.extend_from_slice(extra);
+            Config::try_parse_from(args).map(|c| c.anonymous_auth)
+        };
+        assert!(parse(&[]).unwrap());
+        assert!(parse(&["--anonymous-auth"]).unwrap());
+        assert!(parse(&["--anonymous-auth", "--insecure-port=0"]).unwrap());
+        assert!(!parse(&["--anonymous-auth=false"]).unwrap());
+        assert!(parse(&["--anonymous-auth=true"]).unwrap());
+        // As pflag: a bool takes its value only after `=`.
+        assert!(parse(&["--anonymous-auth", "false"]).is_err());
+    }
 }

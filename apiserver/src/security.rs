@@ -92,12 +92,12 @@ impl Security {
     }
 }
 
-/// The authorization attributes of a resource request. For creates of
-/// objects the Node authorizer confines by name (nodes, leases), the name
-/// comes from the body.
+/// The authorization attributes of a resource request. The name is the
+/// URL's only (a create has none, as upstream); a create's body name goes
+/// to `created_name`, for the Node authorizer alone.
 pub fn attributes(ri: &RequestInfo, body_name: Option<&str>) -> Attributes {
     let r = ri.resource;
-    let name = ri.name.clone().or_else(|| body_name.map(str::to_string)).unwrap_or_default();
+    let name = ri.name.clone().unwrap_or_default();
     // As upstream's RequestInfoFactory: `/api/v1/namespaces/<name>` is a
     // request *in* namespace <name>, so a RoleBinding there can grant it.
     let namespace = match (&ri.namespace, r.plural, &ri.name) {
@@ -106,6 +106,7 @@ pub fn attributes(ri: &RequestInfo, body_name: Option<&str>) -> Attributes {
     };
     let mut a = Attributes::resource(ri.verb.as_str(), r.group, r.plural, &namespace, &name);
     a.api_version = r.version.to_string();
+    a.created_name = body_name.unwrap_or_default().to_string();
     if let Some(s) = &ri.subresource {
         a = a.with_subresource(s);
     }

@@ -68,8 +68,12 @@ impl ClientCa {
         Ok(ClientCa { cas, hints })
     }
 
-    /// Ok when `chain[0]` is valid now and signed by one of the CAs
-    /// (directly; intermediates are not followed).
+    /// Ok when `chain[0]` is valid now, signed by one of the CAs (directly;
+    /// intermediates are not followed), and usable for client
+    /// authentication: the x509 authenticator verifies with
+    /// `ExtKeyUsageClientAuth`, so a certificate (leaf or CA) that carries an
+    /// extended key usage extension must list clientAuth (or any). A
+    /// serving certificate (serverAuth only) authenticates nobody.
     pub fn verify(&self, chain: &[CertificateDer<'static>]) -> Result<(), String> {
         let leaf = chain.first().ok_or("no client certificate")?;
         let (_, cert) = x509_parser::parse_x509_certificate(leaf).map_err(|e| format!("parsing certificate: {e}"))?;
@@ -82,6 +86,9 @@ impl ClientCa {
         for ca in &self.cas {
             let Ok((_, ca)) = x509_parser::parse_x509_certificate(ca) else { continue };
             if ca.subject() == cert.issuer() && cert.verify_signature(Some(ca.public_key())).is_ok() {
+                if !allows_client_auth(&cert) || !allows_client_auth(&ca) {
+                    return Err("verifying certificate: x509: certificate specifies an incompatible key usage".into());
+                }
                 return Ok(());
             }
         }
@@ -90,6 +97,16 @@ impl ClientCa {
 
     fn hints(&self) -> Vec<DistinguishedName> {
         self.hints.clone()
+    }
+}
+
+/// No extended key usage extension means any usage; with one, it must
+/// name clientAuth or anyExtendedKeyUsage. An unparsable one allows nothing.
+fn allows_client_auth(cert: &x509_parser::certificate::X509Certificate<'_>) -> bool {
+    match cert.extended_key_usage() {
+        Ok(None) => true,
+        Ok(Some(eku)) => eku.value.client_auth || eku.value.any,
+        Err(_) => false,
     }
 }
 
@@ -156,4 +173,41 @@ pub fn server_config(cert: &Path, key: &Path, client_ca: Option<&ClientCa>) -> a
         .map_err(|e| anyhow!("--tls-cert-file/--tls-private-key-file: {e}"))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, BasicConstraints, KeyPair};
+
+    /// A CA (`ca_eku` on it) and a leaf it signs (`leaf_eku`); empty = no extension.
+    fn verify_with(ca_eku: Vec<ExtendedKeyUsagePurpose>, leaf_eku: Vec<ExtendedKeyUsagePurpose>) -> Result<(), String> {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.distinguished_name.push(DnType::CommonName, "ca");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.extended_key_usages = ca_eku;
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+        leaf.distinguished_name.push(DnType::CommonName, "jane");
+        leaf.extended_key_usages = leaf_eku;
+        let leaf = leaf.signed_by(&KeyPair::generate().unwrap(), &issuer).unwrap();
+        let ca = ClientCa { cas: vec![ca_cert.der().to_vec()], hints: vec![] };
+        ca.verify(&[leaf.der().clone()])
+    }
+
+    #[test]
+    fn client_certificates_need_the_client_auth_usage() {
+        use ExtendedKeyUsagePurpose::*;
+        assert_eq!(verify_with(vec![], vec![]), Ok(()));
+        assert_eq!(verify_with(vec![], vec![ClientAuth]), Ok(()));
+        assert_eq!(verify_with(vec![], vec![ServerAuth, ClientAuth]), Ok(()));
+        assert_eq!(verify_with(vec![], vec![Any]), Ok(()));
+        let incompatible = Err("verifying certificate: x509: certificate specifies an incompatible key usage".to_string());
+        // A serving certificate presented as a client certificate.
+        assert_eq!(verify_with(vec![], vec![ServerAuth]), incompatible);
+        // A CA restricted to serving certificates vouches for no client.
+        assert_eq!(verify_with(vec![ServerAuth], vec![ClientAuth]), incompatible);
+    }
 }

@@ -221,3 +221,84 @@ async fn finalizers_propagation_namespaces_and_scale() {
     let d = c.http("GET", "/apis/apps/v1/namespaces/default/deployments/d", None, b"").json();
     assert_eq!((d["spec"]["replicas"].as_i64(), d["metadata"]["generation"].as_i64()), (Some(4), Some(2)));
 }
+
+/// Namespace lifecycle as Kubernetes has it: the system namespaces exist
+/// from the start; NamespaceLifecycle refuses to delete the immortal ones
+/// (`default`, `kube-system`, `kube-public` — upstream's set; `kube-node-lease`
+/// is not in it); a new namespace carries the `kubernetes` finalizer.
+#[tokio::test(flavor = "multi_thread")]
+async fn namespace_lifecycle() {
+    let c = Cluster::start();
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let r = c.http("GET", &format!("/api/v1/namespaces/{ns}"), None, b"");
+        assert_eq!((r.status, r.json()["status"]["phase"].as_str()), (200, Some("Active")), "{ns}: {}", r.text());
+    }
+    for ns in ["default", "kube-system", "kube-public"] {
+        let r = c.http("DELETE", &format!("/api/v1/namespaces/{ns}"), None, b"");
+        let s = r.json();
+        assert_eq!((r.status, s["reason"].as_str()), (403, Some("Forbidden")), "{ns}: {}", r.text());
+        assert_eq!(s["message"], format!("namespaces \"{ns}\" is forbidden: this namespace may not be deleted"));
+        assert_eq!(c.http("GET", &format!("/api/v1/namespaces/{ns}"), None, b"").json()["status"]["phase"], "Active");
+    }
+    let r = c.http("POST", "/api/v1/namespaces", JSON, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "fresh"}}).to_string().as_bytes());
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["spec"]["finalizers"], json!(["kubernetes"]));
+    assert_eq!(c.http("GET", "/api/v1/namespaces/fresh", None, b"").json()["spec"]["finalizers"], json!(["kubernetes"]));
+}
+
+/// `--disable-admission-plugins=NamespaceLifecycle` turns the plugin off:
+/// objects may be created in a namespace that does not exist, and the
+/// immortal namespaces may be deleted — as kube-apiserver without it.
+#[tokio::test(flavor = "multi_thread")]
+async fn namespace_lifecycle_can_be_disabled() {
+    let c = Cluster::start_with(&["--disable-admission-plugins=NamespaceLifecycle,ServiceAccount"]);
+    let r = c.http("POST", "/api/v1/namespaces/nowhere/configmaps", JSON, serde_json::to_vec(&cm("x", &[])).unwrap().as_slice());
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = c.http("DELETE", "/api/v1/namespaces/kube-public", None, b"");
+    assert_eq!((r.status, r.json()["status"]["phase"].as_str()), (200, Some("Terminating")), "{}", r.text());
+}
+
+/// A normal DELETE of a Service frees its ClusterIP and NodePort at once:
+/// the same fixed values can be taken again straight away.
+#[tokio::test(flavor = "multi_thread")]
+async fn service_delete_releases_cluster_ip_and_node_port() {
+    let c = Cluster::start();
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "np"},
+        "spec": {"type": "NodePort", "clusterIP": "10.96.0.77", "selector": {"app": "x"}, "ports": [{"port": 80, "nodePort": 30077}]}});
+    for round in 0..2 {
+        let r = c.http("POST", "/api/v1/namespaces/default/services", JSON, svc.to_string().as_bytes());
+        assert_eq!(r.status, 201, "round {round}: {}", r.text());
+        let s = r.json();
+        assert_eq!((s["spec"]["clusterIP"].as_str(), s["spec"]["ports"][0]["nodePort"].as_i64()), (Some("10.96.0.77"), Some(30077)));
+        let r = c.http("DELETE", "/api/v1/namespaces/default/services/np", None, b"");
+        assert_eq!(r.status, 200, "round {round}: {}", r.text());
+        assert_eq!(c.http("GET", "/api/v1/namespaces/default/services/np", None, b"").status, 404);
+    }
+    // And a different Service may take them too.
+    let mut other = svc.clone();
+    other["metadata"]["name"] = json!("other");
+    let r = c.http("POST", "/api/v1/namespaces/default/services", JSON, other.to_string().as_bytes());
+    assert_eq!(r.status, 201, "{}", r.text());
+}
+
+/// deletecollection with a label selector deletes exactly the matching objects.
+#[tokio::test(flavor = "multi_thread")]
+async fn deletecollection_with_label_selector() {
+    let c = Cluster::start();
+    for (name, tier) in [("a", "web"), ("b", "web"), ("c", "db"), ("d", "web-2")] {
+        let r = c.http("POST", "/api/v1/namespaces/default/configmaps", JSON, serde_json::to_vec(&cm(name, &[("tier", tier)])).unwrap().as_slice());
+        assert_eq!(r.status, 201);
+    }
+    let r = c.http("POST", "/api/v1/namespaces/kube-system/configmaps", JSON, serde_json::to_vec(&cm("e", &[("tier", "web")])).unwrap().as_slice());
+    assert_eq!(r.status, 201);
+    let r = c.http("DELETE", "/api/v1/namespaces/default/configmaps?labelSelector=tier%3Dweb", None, b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut deleted: Vec<String> = r.json()["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()).collect();
+    deleted.sort();
+    assert_eq!(deleted, ["a", "b"]);
+    let names = |path: &str| -> Vec<String> {
+        c.http("GET", path, None, b"").json()["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(names("/api/v1/namespaces/default/configmaps"), ["c", "d"]);
+    assert_eq!(names("/api/v1/namespaces/kube-system/configmaps"), ["e"]);
+}

@@ -26,6 +26,26 @@ fn pod(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}})
 }
 
+/// A hand-made list `continue` token (URL-safe base64 without padding of
+/// `{"v","rv","start"}`), as a client forging one would build it.
+fn forged_continue(rv: i64, start: &str) -> String {
+    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let raw = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": start}).to_string().into_bytes();
+    let mut out = String::new();
+    for chunk in raw.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// Case messages built at run time.
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
 fn check(c: &Cluster, case: &Case) {
     let r = c.http(case.method, case.path, case.content_type, &case.body);
     let s = r.json();
@@ -51,6 +71,20 @@ async fn rejected_requests_write_nothing() {
     let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "taken"},
         "spec": {"type": "NodePort", "clusterIP": "10.96.0.50", "ports": [{"port": 80, "nodePort": 30050}]}});
     assert_eq!(c.http("POST", "/api/v1/namespaces/default/services", JSON, svc.to_string().as_bytes()).status, 201);
+
+    // A secret in another namespace, which a forged continue token must not reach.
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hidden"}, "data": {"k": "c2VjcmV0"}});
+    assert_eq!(c.http("POST", "/api/v1/namespaces/kube-system/secrets", JSON, secret.to_string().as_bytes()).status, 201);
+    let list_rv = c.http("GET", "/api/v1/namespaces/default/pods", None, b"").json()["metadata"]["resourceVersion"]
+        .as_str().unwrap().parse::<i64>().unwrap();
+    let climb = "../../secrets/kube-system/";
+    let climb_path = leak(format!("/api/v1/namespaces/default/pods?limit=10&continue={}", forged_continue(list_rv, climb)));
+    let climb_msg = leak(format!("invalid continue token: continue key is not valid: {climb}"));
+    let stale_rv = rv.parse::<i64>().unwrap() - 1;
+    let precondition_msg = leak(format!("Precondition failed: ResourceVersion in precondition: {stale_rv}, ResourceVersion in object meta: {rv}"));
+    // The stored pod with a field Pod does not have, for strict PUT/PATCH.
+    let mut with_unknown = created.json();
+    with_unknown["spec"]["bogus"] = json!(1);
 
     let before = c.etcd.keys().await;
     let mut stale = pod("existing");
@@ -103,6 +137,22 @@ async fn rejected_requests_write_nothing() {
         case("GET", "/api/v1/namespaces/default/pods?watch=true&sendInitialEvents=true", "", 400, "BadRequest", "sendInitialEvents"),
         case("GET", "/api/v1/namespaces/default/pods?limit=abc", "", 400, "BadRequest", "invalid limit"),
         case("GET", "/api/v1/namespaces/default/pods?limit=1&continue=garbage", "", 400, "BadRequest", "continue key is not valid"),
+        case("GET", climb_path, "", 400, "BadRequest", climb_msg),
+        // Malformed YAML: 400, nothing decoded.
+        Case { content_type: Some("application/yaml"), ..case("POST", "/api/v1/namespaces/default/pods",
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: [unclosed\n  labels: {a: b\n", 400, "BadRequest", "error converting YAML to JSON") },
+        // Strict field validation on update and on patch.
+        case("PUT", "/api/v1/namespaces/default/pods/existing?fieldValidation=Strict", with_unknown.to_string(), 400, "BadRequest",
+            "Pod in version \"v1\" cannot be handled as a Pod: strict decoding error: unknown field \"spec.bogus\""),
+        Case { content_type: Some("application/merge-patch+json"),
+            ..case("PATCH", "/api/v1/namespaces/default/pods/existing?fieldValidation=Strict", r#"{"spec":{"bogus":1}}"#, 400, "BadRequest",
+                "strict decoding error: unknown field \"spec.bogus\"") },
+        Case { content_type: Some("application/strategic-merge-patch+json"),
+            ..case("PATCH", "/api/v1/namespaces/default/pods/existing?fieldValidation=Strict", r#"{"metadata":{"labelz":{"a":"b"}}}"#, 400, "BadRequest",
+                "strict decoding error: unknown field \"metadata.labelz\"") },
+        // A resourceVersion precondition that no longer holds.
+        case("DELETE", "/api/v1/namespaces/default/pods/existing", json!({"preconditions": {"resourceVersion": stale_rv.to_string()}}).to_string(),
+            409, "Conflict", precondition_msg),
         Case { content_type: Some("application/strategic-merge-patch+json"),
             ..case("PATCH", "/api/v1/namespaces/default/pods/existing", "[]", 400, "BadRequest", "strategic merge patch must be a JSON object") },
         case("PATCH", "/api/v1/namespaces/default/pods/existing", "{}", 415, "UnsupportedMediaType", "application/json"),
@@ -125,6 +175,18 @@ async fn rejected_requests_write_nothing() {
     let mut p = r.json();
     p["spec"]["restartPolicy"] = json!("Never");
     check(&c, &case("PUT", "/api/v1/namespaces/default/pods/existing", p.to_string(), 422, "Invalid", "pod updates may not change fields"));
+
+    // A forged absolute start key is read relative to the list's own prefix
+    // (as upstream does): the list stays inside default's pods.
+    let forged = forged_continue(list_rv, "/registry/secrets/kube-system/hidden");
+    let r = c.http("GET", &format!("/api/v1/namespaces/default/pods?limit=10&continue={forged}"), None, b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["kind"], "PodList");
+    assert_eq!(r.json()["items"], json!([]), "{}", r.text());
+    let r = c.http("GET", &format!("/api/v1/secrets?limit=10&continue={}", forged_continue(list_rv, "kube-system/hidden")), None, b"");
+    // A well-formed relative start key works: the cluster-wide list resumes at kube-system.
+    let names: Vec<_> = r.json()["items"].as_array().unwrap().iter().map(|s| s["metadata"]["name"].clone()).collect();
+    assert_eq!(names, vec![json!("hidden")], "{}", r.text());
 
     let after = c.etcd.keys().await;
     assert_eq!(before, after, "rejected requests changed etcd");

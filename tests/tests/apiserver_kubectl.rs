@@ -231,3 +231,49 @@ fn kubectl_1_27_create_generators() {
 fn kubectl_1_33_create_generators() {
     create_generators("1.33");
 }
+
+/// `kubectl version` against the server, health endpoints, the pod table
+/// (plain and wide, once the pod is bound), and `kubectl apply` of a
+/// manifest with a field Pod does not have: kubectl asks for strict field
+/// validation and reports the server's strict decoding error; nothing is stored.
+#[test]
+fn kubectl_1_32_version_pod_table_and_strict_apply() {
+    let c = Cluster::start();
+    let k = |args: &[&str]| stdout_ok(&c, "default", args, None);
+
+    // version -o json: the server says 1.32, and kubectl has nothing to warn about.
+    let v: serde_json::Value = serde_json::from_str(&k(&["version", "-o", "json"])).unwrap();
+    let server = v["serverVersion"]["gitVersion"].as_str().unwrap_or_default();
+    assert!(server.starts_with("v1.32."), "{v}");
+    for path in ["/healthz", "/version"] {
+        let r = c.http("GET", path, None, b"");
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+    }
+
+    // The pod table, plain and wide.
+    k(&["run", "tbl", "--image=busybox:1"]);
+    let bind = serde_json::json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "tbl"}, "target": {"kind": "Node", "name": "node-7"}});
+    let r = c.http("POST", "/api/v1/namespaces/default/pods/tbl/binding", Some("application/json"), bind.to_string().as_bytes());
+    assert_eq!(r.status, 201, "{}", r.text());
+    let out = k(&["get", "pods"]);
+    let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE"], "{out}");
+    assert!(out.lines().nth(1).is_some_and(|l| l.starts_with("tbl ") && l.contains("0/1") && l.contains("Pending")), "{out}");
+    let out = k(&["get", "pods", "-o", "wide"]);
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED", "NODE", "READINESS", "GATES"], "{out}");
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!((row[0], row[5], row[6]), ("tbl", "<none>", "node-7"), "{out}");
+
+    // apply with an unknown field: the server's strict decoding error.
+    let bad = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: strict\nspec:\n  containers:\n  - name: c\n    image: busybox:1\n    imagePullPolicie: Always\n";
+    let out = c.kubectl_stdin("default", &["apply", "-f", "-"], bad);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"Error from server (BadRequest): error when creating "STDIN": Pod in version "v1" cannot be handled as a Pod: strict decoding error: unknown field "spec.containers[0].imagePullPolicie""#),
+        "{err}"
+    );
+    assert_eq!(c.http("GET", "/api/v1/namespaces/default/pods/strict", None, b"").status, 404);
+}

@@ -76,6 +76,51 @@ fn limit_range_and_quota_behave_as_kubernetes() {
     assert!(r.json()["message"].as_str().unwrap().contains("exceeded quota: small, requested: pods=1, used: pods=2, limited: pods=2"), "{}", r.text());
 }
 
+/// Two creates racing for the last unit of a quota cannot both win: the
+/// charge is a compare-and-swap on the quota that re-checks the usage it
+/// adds to, so 8 pods posted at once against `pods: 2` give exactly two
+/// 201s, and the quota says 2.
+#[test]
+fn concurrent_creates_never_lose_a_quota_charge() {
+    let c = Cluster::start();
+    let post = |path: &str, body: serde_json::Value| c.http("POST", path, JSON, body.to_string().as_bytes());
+    assert_eq!(post("/api/v1/namespaces", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "race"}})).status, 201);
+    let r = post("/api/v1/namespaces/race/resourcequotas",
+        json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "two"}, "spec": {"hard": {"pods": "2"}}}));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let results: Vec<(String, u16, serde_json::Value)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let c = &c;
+                s.spawn(move || {
+                    let name = format!("p{i}");
+                    let r = c.http("POST", "/api/v1/namespaces/race/pods", JSON, &pod(&name, json!({})));
+                    (name, r.status, r.json())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let created: Vec<_> = results.iter().filter(|r| r.1 == 201).map(|r| r.0.clone()).collect();
+    assert_eq!(created.len(), 2, "{results:?}");
+    for (name, status, body) in results.iter().filter(|r| r.1 != 201) {
+        assert_eq!(*status, 403, "{body}");
+        assert_eq!(body["reason"], "Forbidden");
+        assert_eq!(
+            body["message"],
+            format!("pods \"{name}\" is forbidden: exceeded quota: two, requested: pods=1, used: pods=2, limited: pods=2")
+        );
+    }
+    let q = c.http("GET", "/api/v1/namespaces/race/resourcequotas/two", None, b"").json();
+    assert_eq!(q["status"]["used"]["pods"], "2", "{q}");
+    let pods = c.http("GET", "/api/v1/namespaces/race/pods", None, b"").json();
+    let mut stored: Vec<_> = pods["items"].as_array().unwrap().iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_string()).collect();
+    stored.sort();
+    let mut created = created;
+    created.sort();
+    assert_eq!(stored, created);
+}
+
 /// `--default-not-ready-toleration-seconds` and
 /// `--default-unreachable-toleration-seconds` set what
 /// DefaultTolerationSeconds gives new pods; a toleration the pod has is kept.

@@ -112,3 +112,39 @@ fn garbage_authorization_headers_are_401() {
     assert_eq!(code, "200", "{body}");
     still_serving(&s);
 }
+
+/// `--anonymous-auth=false`: a request with no credentials authenticates
+/// nobody, so every path — resources, discovery, `/version`, health — is a
+/// 401 (with anonymous auth on, the same requests are 403 or 200). The
+/// bare flag `--anonymous-auth` means true, as a Go bool flag does.
+#[test]
+fn anonymous_auth_false_makes_credential_less_requests_401() {
+    let s = Secure::start_with(&[], &["--anonymous-auth=false"]);
+    for path in ["/api/v1/namespaces", "/version", "/healthz", "/api"] {
+        let (body, code) = s.curl(&[&format!("{}{path}", s.url)]);
+        assert_unauthorized(path, &body, &code);
+    }
+    // Credentials still work.
+    let (body, code) = s.curl_as("admin", &[&format!("{}/version", s.url)]);
+    assert_eq!(code, "200", "{body}");
+    still_serving(&s);
+    drop(s);
+
+    let s = Secure::start_with(&[], &["--anonymous-auth"]);
+    let (body, code) = s.curl(&[&format!("{}/api/v1/namespaces", s.url)]);
+    assert_eq!(code, "403", "{body}");
+    assert!(body.contains(r#"User \"system:anonymous\" cannot list resource \"namespaces\""#), "{body}");
+    assert_eq!(s.curl(&[&format!("{}/version", s.url)]).1, "200");
+}
+
+/// A certificate signed by the client CA but made for serving (extended key
+/// usage serverAuth only) authenticates nobody: the x509 authenticator
+/// verifies for clientAuth, as Go's `x509.Verify` with
+/// `ExtKeyUsageClientAuth`. Here: the apiserver's own serving certificate.
+#[test]
+fn serving_certificate_is_no_client_certificate() {
+    let s = Secure::start();
+    let (body, code) = s.curl_as("apiserver", &[&format!("{}/api/v1/namespaces", s.url)]);
+    assert_unauthorized("apiserver.crt as a client certificate", &body, &code);
+    still_serving(&s);
+}

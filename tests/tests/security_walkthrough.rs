@@ -62,6 +62,30 @@ fn seed_walkthrough_user_with_limited_rights() {
     denied(&["delete", "namespace", "office"], r#"namespaces "office" is forbidden: User "jane" cannot delete resource "namespaces" in API group "" in the namespace "office""#);
     denied(&["delete", "pod", "busy"], r#"pods "busy" is forbidden: User "jane" cannot delete resource "pods" in API group "" in the namespace "office""#);
 
+    // A refused create names no object, as Kubernetes: a create is
+    // authorized without a name, whatever the body says.
+    let create_refused = r#"pods is forbidden: User "jane" cannot create resource "pods" in API group "" in the namespace "office""#;
+    denied(&["run", "x", "--image=busybox:1"], create_refused);
+    let pod_x = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"},"spec":{"containers":[{"name":"c","image":"busybox:1"}]}}"#;
+    let post_x = || {
+        s.curl_as("jane", &["-X", "POST", "-H", "Content-Type: application/json", "--data", pod_x, &format!("{}/api/v1/namespaces/office/pods", s.url)])
+    };
+    let (body, code) = post_x();
+    assert_eq!(code, "403", "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((v["message"].as_str(), v["reason"].as_str()), (Some(create_refused), Some("Forbidden")), "{body}");
+    assert_eq!(v["details"].get("name"), None, "{body}");
+    // A Role naming the object does not grant its create: Kubernetes never
+    // authorizes create by resourceNames.
+    s.admin(&["create", "role", "make-x", "-n", "office", "--verb=create", "--resource=pods", "--resource-name=x"]);
+    s.admin(&["create", "rolebinding", "jane-makes-x", "-n", "office", "--role=make-x", "--user=jane"]);
+    assert_eq!(String::from_utf8_lossy(&k(&["auth", "can-i", "create", "pods"]).stdout).trim(), "no");
+    assert_eq!(String::from_utf8_lossy(&k(&["auth", "can-i", "create", "pods/x"]).stdout).trim(), "yes");
+    let (body, code) = post_x();
+    assert_eq!(code, "403", "{body}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["message"], create_refused);
+    assert!(s.admin(&["get", "pods", "-n", "office", "-o", "name"]).lines().all(|l| l != "pod/x"));
+
     // kubectl auth can-i agrees with the rules.
     for (args, expect) in [
         (vec!["auth", "can-i", "list", "pods"], "yes"),

@@ -10,7 +10,12 @@
 //! only adds to the default set and `--disable-admission-plugins` removes
 //! from it.
 //!
-//! rkube implements four of the default plugins, in upstream's order:
+//! rkube implements five of the default plugins, in upstream's order:
+//! - **NamespaceLifecycle** — no new objects in a namespace that does not
+//!   exist or is being deleted, and the immortal namespaces (`default`,
+//!   `kube-system`, `kube-public`) may not be deleted. It needs live state
+//!   (the namespace), so the registry runs it (`Registry::admit_namespace`);
+//!   here it is only a name in the chain, so it can be disabled.
 //! - [`limit_ranger`] — **LimitRanger**: default container requests/limits
 //!   from the namespace's LimitRanges (mutating), and enforce their
 //!   min/max (validating).
@@ -151,6 +156,7 @@ impl std::error::Error for AdmissionError {}
 /// The admission plugins rkube implements, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Plugin {
+    NamespaceLifecycle,
     LimitRanger,
     ServiceAccount,
     DefaultTolerationSeconds,
@@ -158,12 +164,19 @@ pub enum Plugin {
 }
 
 /// Every plugin, in chain order (upstream's `AllOrderedPlugins`, restricted
-/// to these four).
-pub const ORDERED: &[Plugin] = &[Plugin::LimitRanger, Plugin::ServiceAccount, Plugin::DefaultTolerationSeconds, Plugin::ResourceQuota];
+/// to these five; NamespaceLifecycle comes first there too).
+pub const ORDERED: &[Plugin] = &[
+    Plugin::NamespaceLifecycle,
+    Plugin::LimitRanger,
+    Plugin::ServiceAccount,
+    Plugin::DefaultTolerationSeconds,
+    Plugin::ResourceQuota,
+];
 
 impl Plugin {
     pub fn name(self) -> &'static str {
         match self {
+            Plugin::NamespaceLifecycle => "NamespaceLifecycle",
             Plugin::LimitRanger => "LimitRanger",
             Plugin::ServiceAccount => "ServiceAccount",
             Plugin::DefaultTolerationSeconds => "DefaultTolerationSeconds",
@@ -251,6 +264,8 @@ impl Chain {
         let mut out = Admitted::default();
         for p in &self.plugins {
             let changed = match p {
+                // Run by the registry, which reads the namespace.
+                Plugin::NamespaceLifecycle => false,
                 Plugin::LimitRanger => limit_ranger::admit(req, object, ns.limit_ranges),
                 Plugin::ServiceAccount => service_account::admit(req, object, ns.service_account_exists)?,
                 Plugin::DefaultTolerationSeconds => {
@@ -277,6 +292,7 @@ impl Chain {
         let mut charged = Vec::new();
         for p in &self.plugins {
             match p {
+                Plugin::NamespaceLifecycle => {}
                 Plugin::LimitRanger => limit_ranger::validate(req, object, ns.limit_ranges)?,
                 Plugin::ServiceAccount => service_account::validate(req, object, ns.service_account_exists)?,
                 Plugin::DefaultTolerationSeconds => {}
@@ -340,11 +356,14 @@ mod tests {
 
     #[test]
     fn plugin_flags() {
-        let all: &[&str] = &["LimitRanger", "ServiceAccount", "DefaultTolerationSeconds", "ResourceQuota"];
+        let all: &[&str] = &["NamespaceLifecycle", "LimitRanger", "ServiceAccount", "DefaultTolerationSeconds", "ResourceQuota"];
         check_flags("", "", Ok(all));
         // Order is the server's, not the flag's.
         check_flags("ResourceQuota,LimitRanger", "", Ok(all));
-        check_flags("", "ServiceAccount, ResourceQuota", Ok(&["LimitRanger", "DefaultTolerationSeconds"]));
+        // The textbook line.
+        check_flags("NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultTolerationSeconds,ResourceQuota", "", Ok(all));
+        check_flags("", "ServiceAccount, ResourceQuota", Ok(&["NamespaceLifecycle", "LimitRanger", "DefaultTolerationSeconds"]));
+        check_flags("", "NamespaceLifecycle", Ok(&all[1..]));
         check_flags("PodSecurity", "", Err(r#"enable-admission-plugins plugin "PodSecurity" is unknown"#));
         check_flags("", "limitranger", Err(r#"disable-admission-plugins plugin "limitranger" is unknown"#));
         check_flags("LimitRanger", "LimitRanger", Err(r#"["LimitRanger"] in enable-admission-plugins and disable-admission-plugins overlapped"#));

@@ -277,6 +277,15 @@ pub fn validate(req: &Request<'_>, object: &Value, quotas: &[QuotaState]) -> Res
     Ok(out)
 }
 
+/// The charge re-made against a quota as stored right now (its
+/// `status.used`), when the apiserver writes the charge: the new usage, or
+/// the 403 if the object no longer fits.
+pub fn recheck(req: &Request<'_>, quota: &ResourceQuota, object: &Value) -> Result<Usage, AdmissionError> {
+    let resource = qualified(req.group, req.resource);
+    check(quota, &usage_from_status(quota), &resource, object)
+        .map_err(|e| AdmissionError::forbidden(PLUGIN, req, Some(object), e.message().to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -51,10 +51,15 @@ pub struct Attributes {
     pub subresource: String,
     /// Empty for cluster-scoped resources and for "all namespaces" lists.
     pub namespace: String,
-    /// Object name; empty for lists and, as upstream, for create (the
-    /// pipeline may fill it from the body where an authorizer needs it —
-    /// see [`node`]).
+    /// Object name from the URL; empty for lists and, as upstream, for
+    /// create: Kubernetes never authorizes a create by name (a Role's
+    /// `resourceNames` cannot grant one), and its 403 names no object.
     pub name: String,
+    /// A create's `metadata.name` from the body. No authorization attribute
+    /// upstream: only the Node authorizer reads it, standing in for the
+    /// NodeRestriction admission plugin (a node creates only its own Node
+    /// and Lease — see [`node`]).
+    pub created_name: String,
     /// The URL path, for non-resource requests.
     pub path: String,
 }

@@ -20,8 +20,9 @@
 //! not read Secrets or ConfigMaps at all (rkube's agent mounts none yet).
 //!
 //! For `create` requests upstream leaves the name out of the authorization
-//! attributes and checks it in admission; here the pipeline must put the
-//! object's `metadata.name` into [`Attributes::name`] for nodes and leases.
+//! attributes and checks it in admission (NodeRestriction); here the
+//! pipeline passes the body's `metadata.name` in [`Attributes::created_name`],
+//! which only this authorizer reads.
 
 use super::{bootstrap, rbac, Attributes, Decision, UserInfo};
 
@@ -41,6 +42,8 @@ pub fn authorize(user: &UserInfo, attrs: &Attributes, pod_node: &dyn Fn(&str, &s
         // Discovery and health paths: RBAC's business.
         return Decision::NoOpinion(String::new());
     }
+    // The object a write is about: a create's body name, else the URL's.
+    let target = if attrs.verb == "create" && attrs.name.is_empty() { &attrs.created_name } else { &attrs.name };
     let no_relationship = || Decision::NoOpinion(format!("no relationship found between node '{node}' and this object"));
     let allow = || Decision::Allow(String::new());
     let by_rules = || {
@@ -54,9 +57,9 @@ pub fn authorize(user: &UserInfo, attrs: &Attributes, pod_node: &dyn Fn(&str, &s
     match (attrs.api_group.as_str(), attrs.resource.as_str(), attrs.subresource.as_str()) {
         ("", "nodes", sub) => {
             let writes = matches!(attrs.verb.as_str(), "create" | "update" | "patch" | "delete");
-            if writes && attrs.name != node {
+            if writes && target != node {
                 // NodeRestriction's wording.
-                return Decision::NoOpinion(format!("node {:?} is not allowed to modify node {:?}", node, attrs.name));
+                return Decision::NoOpinion(format!("node {:?} is not allowed to modify node {:?}", node, target));
             }
             match (sub, attrs.verb.as_str()) {
                 ("", "get" | "list" | "watch" | "create" | "update" | "patch") => allow(),
@@ -78,7 +81,7 @@ pub fn authorize(user: &UserInfo, attrs: &Attributes, pod_node: &dyn Fn(&str, &s
         },
         ("", "secrets" | "configmaps", _) => no_relationship(),
         ("coordination.k8s.io", "leases", "") => {
-            if attrs.namespace != NODE_LEASE_NAMESPACE || attrs.name != node {
+            if attrs.namespace != NODE_LEASE_NAMESPACE || target != node {
                 return Decision::NoOpinion(format!(
                     "can only access node lease with the same name as the requesting node ({NODE_LEASE_NAMESPACE}/{node})"
                 ));
@@ -136,6 +139,12 @@ mod tests {
     fn own_lease_only() {
         check(n1(), res("get", "coordination.k8s.io", "leases", "kube-node-lease", "n1"), "allow");
         check(n1(), res("create", "coordination.k8s.io", "leases", "kube-node-lease", "n1"), "allow");
+        // A create names its object in the body, not the URL.
+        let create = |name: &str| Attributes { created_name: name.into(), ..res("create", "coordination.k8s.io", "leases", "kube-node-lease", "") };
+        check(n1(), create("n1"), "allow");
+        check(n1(), create("n2"), "no");
+        check(n1(), Attributes { created_name: "n2".into(), ..res("create", "", "nodes", "", "") }, "no");
+        check(n1(), Attributes { created_name: "n1".into(), ..res("create", "", "nodes", "", "") }, "allow");
         check(n1(), res("update", "coordination.k8s.io", "leases", "kube-node-lease", "n1"), "allow");
         check(n1(), res("update", "coordination.k8s.io", "leases", "kube-node-lease", "n2"), "no");
         check(n1(), res("update", "coordination.k8s.io", "leases", "kube-system", "n1"), "no");

@@ -57,7 +57,7 @@ fn spec_attributes(kind: &'static str, spec: &Value) -> Result<Attributes, Inval
             subresource: s(r, "subresource"),
             namespace: s(r, "namespace"),
             name: s(r, "name"),
-            path: String::new(),
+            ..Default::default()
         }),
         (None, Some(n)) => Ok(Attributes::non_resource(&s(n, "verb"), &s(n, "path"))),
     }

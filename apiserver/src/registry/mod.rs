@@ -30,8 +30,14 @@ use crate::status::{ApiError, ApiResult, FieldError};
 use crate::storage::cache::{CacheEvent, CachedObject, EventType, WatchCache};
 use crate::storage::etcd::{Etcd, StorageError};
 
-/// Namespaces that exist from the start and may never be deleted.
+/// Namespaces that exist from the start (the apiserver creates them).
 pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Namespaces NamespaceLifecycle refuses to delete: upstream's immortal set.
+/// `kube-node-lease` is not in it: upstream lets it be deleted (its
+/// system-namespaces controller makes it again; rkube's apiserver makes it
+/// again when it starts, in `bootstrap`).
+pub const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
 /// Query parameters, decoded once.
 #[derive(Debug, Default, Clone)]
@@ -195,7 +201,11 @@ impl Registry {
         // Paginated and exact-revision lists read etcd at a fixed revision,
         // as upstream does; everything else is served from the watch cache.
         if let Some(token) = q.get("continue").filter(|s| !s.is_empty()) {
-            let (rev, start) = decode_continue(token)?;
+            if rv_param.is_some_and(|v| v != "0") {
+                return Err(ApiError::bad_request("specifying resource version is not allowed when using continue"));
+            }
+            let prefix = resources::collection_key(&self.prefix, r, ns);
+            let (rev, start) = decode_continue(token, &prefix)?;
             return self.list_from_etcd(r, ns, Some(start), rev, limit, &*filter).await;
         }
         let requested_rv = match rv_param {
@@ -250,7 +260,7 @@ impl Registry {
             for (i, kv) in kvs.into_iter().enumerate() {
                 if limit > 0 && items.len() as i64 == limit {
                     // There is at least this key left: continue from it.
-                    let token = encode_continue(rev, &kv.key);
+                    let token = encode_continue(rev, &kv.key, &prefix);
                     let _ = i;
                     return Ok(Output::List { rv: rev, items, continue_token: Some(token) });
                 }
@@ -386,7 +396,9 @@ impl Registry {
         let name = meta["name"].as_str().unwrap_or_default().to_string();
         set_namespace(r, meta, ri.namespace.as_deref())?;
         let warnings = self.decode_strictly(r, &mut obj, fv)?;
-        self.admit_namespace(r, ri.namespace.as_deref()).await?;
+        if self.plugin_enabled(crate::admission::Plugin::NamespaceLifecycle) {
+            self.admit_namespace(r, ri.namespace.as_deref()).await?;
+        }
         prepare_for_create(r, &mut obj);
         defaults::apply(r.kind, &mut obj);
         // Mutating admission, then validation, then validating admission —
@@ -409,8 +421,8 @@ impl Registry {
             _ => vec![],
         };
         if !q.dry_run() {
-            for (quota, usage) in charges {
-                self.record_quota_usage(&ns_name, &quota, &usage).await?;
+            for (quota, _) in charges {
+                self.charge_quota(&adm_req, &quota, &obj).await?;
             }
         }
         if r.kind == "Pod" {
@@ -444,24 +456,32 @@ impl Registry {
         }
     }
 
-    /// ResourceQuota accounting: the quota's `status.used` after charging an
-    /// object to it (written before the object, as upstream's quota
-    /// admission does; the quota controller recalculates drift).
-    async fn record_quota_usage(&self, ns: &str, quota: &str, usage: &crate::admission::resource_quota::Usage) -> ApiResult<()> {
+    /// ResourceQuota accounting: charges `obj` to the quota's `status.used`
+    /// before the object is stored, as upstream's quota admission does. The
+    /// charge is a compare-and-swap on the quota's resourceVersion that
+    /// re-checks the object against the usage it is adding to: two creates
+    /// racing for the last unit cannot both win, and a lost race re-reads
+    /// the quota and checks again (so the loser may now be refused with
+    /// "exceeded quota"). Usage is never released here: the resourcequota
+    /// controller recounts it (deletes, and charges for objects that then
+    /// failed to store).
+    async fn charge_quota(&self, req: &crate::admission::Request<'_>, quota: &str, obj: &Value) -> ApiResult<()> {
         let rq = resources::find("", "v1", "resourcequotas").unwrap();
         let ri = RequestInfo {
             verb: crate::request::Verb::Update,
             resource: rq,
-            namespace: Some(ns.to_string()),
+            namespace: Some(req.namespace.to_string()),
             name: Some(quota.to_string()),
             subresource: Some("status".into()),
         };
-        let used: Map<String, Value> =
-            usage.iter().map(|(k, m)| (k.clone(), json!(crate::admission::format_milli(k, *m)))).collect();
-        let used = Value::Object(used);
         self.guaranteed_update(&ri, &Query::default(), vec![], |old, _| {
+            let current: k8s_openapi::api::core::v1::ResourceQuota =
+                serde_json::from_value(old.clone()).map_err(|e| ApiError::internal(format!("resourcequota {quota}: {e}")))?;
+            let used = crate::admission::resource_quota::recheck(req, &current, obj).map_err(admission_error)?;
+            let used: Map<String, Value> =
+                used.iter().map(|(k, m)| (k.clone(), json!(crate::admission::format_milli(k, *m)))).collect();
             let mut n = old.clone();
-            n["status"]["used"] = used.clone();
+            n["status"]["used"] = Value::Object(used);
             if n["status"]["hard"].is_null() {
                 n["status"]["hard"] = old["spec"]["hard"].clone();
             }
@@ -490,6 +510,12 @@ impl Registry {
             )));
         }
         Ok(unknown.iter().map(|u| format!("unknown field \"{u}\"")).collect())
+    }
+
+    /// Whether an admission plugin is on; with no chain (unit setups of the
+    /// registry alone) every plugin the registry runs itself is.
+    fn plugin_enabled(&self, p: crate::admission::Plugin) -> bool {
+        self.admission.as_ref().is_none_or(|c| c.plugins.contains(&p))
     }
 
     /// NamespaceLifecycle admission: no new objects in a namespace that does
@@ -752,7 +778,10 @@ impl Registry {
         let name = ri.name.clone().unwrap_or_default();
         let ns = ri.namespace.as_deref();
         let opts = DeleteOptions::from(q, body.as_ref())?;
-        if r.kind == "Namespace" && SYSTEM_NAMESPACES.contains(&name.as_str()) {
+        if r.kind == "Namespace"
+            && IMMORTAL_NAMESPACES.contains(&name.as_str())
+            && self.plugin_enabled(crate::admission::Plugin::NamespaceLifecycle)
+        {
             return Err(ApiError::forbidden("", "namespaces", &name, "this namespace may not be deleted"));
         }
         let key = self.key(r, ns, &name);
@@ -1331,21 +1360,46 @@ fn set_qos_class(pod: &mut Value) {
     pod["status"]["qosClass"] = json!(class);
 }
 
-fn encode_continue(rev: i64, key: &str) -> String {
+/// The list `continue` token, as upstream's storage layer writes it: URL-safe
+/// base64 (no padding) of `{"v","rv","start"}` where `start` is the next key
+/// *relative to the collection prefix*. The prefix is never in the token, so
+/// a client cannot point a list at another namespace's or resource's keys.
+fn encode_continue(rev: i64, key: &str, prefix: &str) -> String {
     use base64::Engine;
-    let t = json!({"v": "meta.k8s.io/v1", "rv": rev, "start": key});
-    base64::engine::general_purpose::URL_SAFE.encode(t.to_string())
+    let start = key.strip_prefix(prefix).unwrap_or(key);
+    let t = json!({"v": "meta.k8s.io/v1", "rv": rev, "start": start});
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(t.to_string())
 }
 
-fn decode_continue(token: &str) -> ApiResult<(i64, String)> {
+/// Decodes a `continue` token against the collection `prefix` being listed:
+/// returns the revision and the absolute etcd key to resume from. The start
+/// key must already be a clean relative path (no `.`/`..`/empty segments), so
+/// `prefix + start` can never climb out of the collection; anything else is a
+/// 400 "invalid continue token", the message upstream's etcd3 store gives.
+fn decode_continue(token: &str, prefix: &str) -> ApiResult<(i64, String)> {
     use base64::Engine;
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
-    let raw = base64::engine::general_purpose::URL_SAFE.decode(token).map_err(|_| bad())?;
-    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
-    match (v["rv"].as_i64(), v["start"].as_str()) {
-        (Some(rv), Some(s)) if rv > 0 => Ok((rv, s.to_string())),
-        _ => Err(bad()),
+    let invalid = |why: String| ApiError::bad_request(format!("invalid continue token: continue key is not valid{why}"));
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|e| invalid(format!(": {e}")))?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|e| invalid(format!(": {e}")))?;
+    let version = v["v"].as_str().unwrap_or_default();
+    if version != "meta.k8s.io/v1" {
+        return Err(invalid(format!(": server does not recognize this encoded version {version}")));
     }
+    let rev = v["rv"].as_i64().unwrap_or(0);
+    if rev == 0 {
+        return Err(invalid(": incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into()));
+    }
+    let start = v["start"].as_str().unwrap_or_default();
+    if start.is_empty() {
+        return Err(invalid(": encoded start key empty (version meta.k8s.io/v1)".into()));
+    }
+    // The path.Clean check: "/" + start must already be a clean rooted path.
+    let rooted = start.strip_prefix('/').unwrap_or(start);
+    let clean = rooted.is_empty() || rooted.split('/').all(|seg| !matches!(seg, "" | "." | ".."));
+    if !clean {
+        return Err(invalid(format!(": {start}")));
+    }
+    Ok((rev, format!("{prefix}{rooted}")))
 }
 
 fn admission_error(e: crate::admission::AdmissionError) -> ApiError {
@@ -1406,9 +1460,27 @@ mod tests {
 
     #[test]
     fn continue_tokens_round_trip() {
-        let t = encode_continue(42, "/registry/pods/a/b");
-        assert_eq!(decode_continue(&t).unwrap(), (42, "/registry/pods/a/b".to_string()));
-        assert_eq!(decode_continue("garbage!").unwrap_err().code, 400);
+        let t = encode_continue(42, "/registry/pods/a/b", "/registry/pods/a/");
+        assert_eq!(decode_continue(&t, "/registry/pods/a/").unwrap(), (42, "/registry/pods/a/b".to_string()));
+        assert_eq!(decode_continue("garbage!", "/registry/pods/a/").unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn continue_tokens_stay_inside_the_collection() {
+        use base64::Engine;
+        let forge = |start: &str| {
+            let t = json!({"v": "meta.k8s.io/v1", "rv": 5, "start": start}).to_string();
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(t)
+        };
+        let p = "/registry/pods/a/";
+        for bad in ["../b/x", "./x", "x/../../secrets/y", "x//y", "x/"] {
+            let e = decode_continue(&forge(bad), p).unwrap_err();
+            assert_eq!((e.code, e.message.clone()), (400, format!("invalid continue token: continue key is not valid: {bad}")));
+        }
+        // An absolute key is taken relative to the prefix: it stays inside it.
+        assert_eq!(decode_continue(&forge("/registry/secrets/b/x"), p).unwrap().1, "/registry/pods/a/registry/secrets/b/x");
+        let e = decode_continue(&forge(""), p).unwrap_err();
+        assert_eq!(e.message, "invalid continue token: continue key is not valid: encoded start key empty (version meta.k8s.io/v1)");
     }
 
     #[test]
