@@ -224,8 +224,8 @@ async fn finalizers_propagation_namespaces_and_scale() {
 
 /// Namespace lifecycle as Kubernetes has it: the system namespaces exist
 /// from the start; NamespaceLifecycle refuses to delete the immortal ones
-/// (`default`, `kube-system`, `kube-public` — upstream's set; `kube-node-lease`
-/// is not in it); a new namespace carries the `kubernetes` finalizer.
+/// (`default`, `kube-system`, `kube-public` — upstream's set — and
+/// `kube-node-lease`, which rkube keeps too); a new namespace carries the `kubernetes` finalizer.
 #[tokio::test(flavor = "multi_thread")]
 async fn namespace_lifecycle() {
     let c = Cluster::start();
@@ -233,7 +233,7 @@ async fn namespace_lifecycle() {
         let r = c.http("GET", &format!("/api/v1/namespaces/{ns}"), None, b"");
         assert_eq!((r.status, r.json()["status"]["phase"].as_str()), (200, Some("Active")), "{ns}: {}", r.text());
     }
-    for ns in ["default", "kube-system", "kube-public"] {
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         let r = c.http("DELETE", &format!("/api/v1/namespaces/{ns}"), None, b"");
         let s = r.json();
         assert_eq!((r.status, s["reason"].as_str()), (403, Some("Forbidden")), "{ns}: {}", r.text());

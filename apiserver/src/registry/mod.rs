@@ -33,11 +33,11 @@ use crate::storage::etcd::{Etcd, StorageError};
 /// Namespaces that exist from the start (the apiserver creates them).
 pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
-/// Namespaces NamespaceLifecycle refuses to delete: upstream's immortal set.
-/// `kube-node-lease` is not in it: upstream lets it be deleted (its
-/// system-namespaces controller makes it again; rkube's apiserver makes it
-/// again when it starts, in `bootstrap`).
-pub const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+/// Namespaces NamespaceLifecycle refuses to delete. Upstream's immortal set
+/// is `default`, `kube-system` and `kube-public`; rkube also keeps
+/// `kube-node-lease`, because it has no system-namespaces controller to make
+/// it again at once, and without it no node can renew its heartbeat Lease.
+pub const IMMORTAL_NAMESPACES: &[&str] = SYSTEM_NAMESPACES;
 
 /// Query parameters, decoded once.
 #[derive(Debug, Default, Clone)]
