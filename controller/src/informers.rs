@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, ResourceQuota, Service, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ApiResource, DynamicObject};
 use kube::{Api, Client};
@@ -45,6 +45,7 @@ pub struct InformerFactory {
     nodes: OnceLock<Informer<Node>>,
     namespaces: OnceLock<Informer<Namespace>>,
     node_leases: OnceLock<Informer<Lease>>,
+    resource_quotas: OnceLock<Informer<ResourceQuota>>,
     /// Metadata-only informers for any resource, by `plural.group`.
     metadata: Mutex<HashMap<String, Informer<DynamicObject>>>,
 }
@@ -77,6 +78,7 @@ impl InformerFactory {
             nodes: OnceLock::new(),
             namespaces: OnceLock::new(),
             node_leases: OnceLock::new(),
+            resource_quotas: OnceLock::new(),
             metadata: Mutex::default(),
         }
     }
@@ -106,6 +108,9 @@ impl InformerFactory {
     }
     pub fn service_accounts(&self) -> Informer<ServiceAccount> {
         namespaced!(self, service_accounts)
+    }
+    pub fn resource_quotas(&self) -> Informer<ResourceQuota> {
+        namespaced!(self, resource_quotas)
     }
     // Cluster-scoped kinds are indexed by owner too: the garbage
     // collector looks up dependents of every kind.
@@ -164,7 +169,7 @@ impl InformerFactory {
                 }
             )*};
         }
-        run!(pods, replicasets, deployments, services, endpoints, service_accounts, nodes, namespaces, node_leases);
+        run!(pods, replicasets, deployments, services, endpoints, service_accounts, nodes, namespaces, node_leases, resource_quotas);
         let metadata: Vec<Informer<DynamicObject>> = self.metadata.lock().unwrap().values().cloned().collect();
         handles.extend(metadata.iter().map(|i| i.spawn()));
         macro_rules! wait {
@@ -174,7 +179,7 @@ impl InformerFactory {
                 }
             )*};
         }
-        wait!(pods, replicasets, deployments, services, endpoints, service_accounts, nodes, namespaces, node_leases);
+        wait!(pods, replicasets, deployments, services, endpoints, service_accounts, nodes, namespaces, node_leases, resource_quotas);
         for i in &metadata {
             i.wait_for_sync().await;
         }
