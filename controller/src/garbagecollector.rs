@@ -147,6 +147,18 @@ where
         HandlerFns::new()
             .on_add(move |o: &Arc<K>| t1(o.meta(), false))
             .on_update(move |old: &Arc<K>, new: &Arc<K>| {
+                // Only what the collector acts on (upstream's GraphBuilder
+                // compares the same): owners, deletion, finalizers — or a
+                // resync (same object). A Lease renewal or a pod status
+                // update is not the collector's business.
+                let (o, n) = (old.meta(), new.meta());
+                let relevant = o.resource_version == n.resource_version
+                    || o.owner_references != n.owner_references
+                    || o.deletion_timestamp != n.deletion_timestamp
+                    || o.finalizers != n.finalizers;
+                if !relevant {
+                    return;
+                }
                 t2(new.meta(), false);
                 // Owner references removed: the old owners may be waiting.
                 for r in old.meta().owner_references.iter().flatten() {

@@ -61,10 +61,16 @@ fn hard(q: &ResourceQuota) -> Option<&BTreeMap<String, Quantity>> {
     q.spec.as_ref().and_then(|s| s.hard.as_ref())
 }
 
-/// Upstream `addQuota`'s test: a quota whose `status.hard` is not its
-/// `spec.hard` has never been (or is no longer) counted.
+/// Upstream `addQuota`'s tests: a quota whose `status.hard` is not its
+/// `spec.hard`, or whose `status.used` lacks a resource it limits (and
+/// that this controller counts), has never been (or is no longer)
+/// counted. Checked on status updates too: a write that lost `used`
+/// would otherwise wait for the full resync.
 fn needs_recount(q: &ResourceQuota) -> bool {
-    q.status.as_ref().and_then(|s| s.hard.as_ref()) != hard(q)
+    let status = q.status.as_ref();
+    let used = status.and_then(|s| s.used.as_ref());
+    status.and_then(|s| s.hard.as_ref()) != hard(q)
+        || hard(q).into_iter().flatten().any(|(k, _)| counted_resource(k).is_some() && !used.is_some_and(|u| u.contains_key(k)))
 }
 
 fn is_terminal(p: &Pod) -> bool {
@@ -200,7 +206,10 @@ impl ResourceQuotaController {
         // quota meanwhile, this is a 409 and the key is retried.
         let api: Api<ResourceQuota> = Api::namespaced(self.client.clone(), &namespace);
         match api.replace_status(name(&quota.metadata), &PostParams::default(), serde_json::to_vec(&updated)?).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                tracing::info!(quota = key, used = ?updated.status.as_ref().and_then(|s| s.used.as_ref()), "recounted resource quota usage");
+                Ok(())
+            }
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(e).context("updating resource quota status"),
         }
@@ -231,6 +240,10 @@ mod tests {
         let q: ResourceQuota = serde_json::from_value(json!({"metadata": {"name": "q"},
             "spec": {"hard": {"pods": "2", "requests.memory": "1Gi"}}})).unwrap();
         assert!(needs_recount(&q));
+        // status.hard right but a limited resource missing from used.
+        let mut half = q.clone();
+        half.status = Some(serde_json::from_value(json!({"hard": {"pods": "2", "requests.memory": "1Gi"}, "used": {"pods": "0"}})).unwrap());
+        assert!(needs_recount(&half));
         let pods: Vec<Value> = vec![
             json!({"spec": {"containers": [{"name": "c", "resources": {"requests": {"memory": "256Mi"}}}]}}),
             json!({"spec": {"containers": [{"name": "c", "resources": {"requests": {"memory": "256Mi"}}}]}}),
@@ -241,5 +254,8 @@ mod tests {
         let s = desired_status(&q, &used);
         let s = serde_json::to_value(&s).unwrap();
         assert_eq!(s, json!({"hard": {"pods": "2", "requests.memory": "1Gi"}, "used": {"pods": "2", "requests.memory": "512Mi"}}));
+        let mut counted = q.clone();
+        counted.status = Some(serde_json::from_value(s).unwrap());
+        assert!(!needs_recount(&counted));
     }
 }

@@ -69,6 +69,8 @@ async fn quota_usage_is_released_and_recounted() {
     // Two pods fill `pods: 2`; a third is refused.
     pods.create(&PostParams::default(), &pod("p1")).await.unwrap();
     pods.create(&PostParams::default(), &pod("p2")).await.unwrap();
+    let q = quotas.get("compute").await.unwrap();
+    assert_eq!(used(&q).get("pods").map(String::as_str), Some("2"), "admission charged both pods: {:?}", q.status);
     let err = pods.create(&PostParams::default(), &pod("p3")).await.unwrap_err();
     match &err {
         kube::Error::Api(s) => {
