@@ -16,23 +16,27 @@
 //!   themselves are deleted in the foreground too, so the whole tree goes
 //!   bottom-up.
 //!
-//! Simplifications: upstream builds a graph of *every* resource found by
-//! discovery (a `GraphBuilder` fed by metadata informers). rkube watches
-//! the kinds that carry ownerReferences in practice — Pods, ReplicaSets,
-//! Deployments, Endpoints — and resolves owners of any kind in the API
-//! resource table with a live read. Like upstream, an owner that the
-//! cache does not show is confirmed absent by a live GET (with its UID)
-//! before anything is deleted, so a lagging watch never causes a deletion.
+//! Which objects: like upstream (whose `GraphBuilder` runs a metadata
+//! informer for every deletable resource discovery finds), the collector
+//! watches every stored resource of the API table except Events
+//! (upstream's default ignored resources). The kinds other controllers
+//! already cache (pods, ReplicaSets, ...) reuse those typed informers;
+//! the others get metadata-only informers. So a `--cascade=orphan` or
+//! `--cascade=foreground` delete of any kind completes, and dependents of
+//! any kind are collected when their owner goes. Like upstream, an owner
+//! that the cache does not show is confirmed absent by a live GET (with
+//! its UID) before anything is deleted, so a lagging watch never causes a
+//! deletion; an owner of a kind rkube does not serve is never guessed gone.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Endpoints, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::{Api, Client, Resource};
 use machinery::informer::{HandlerFns, Informer, Store};
+use machinery::resources::{self, ResourceInfo};
 use machinery::workqueue::WorkQueue;
 use serde_json::json;
 
@@ -40,41 +44,61 @@ use crate::controller_utils::*;
 use crate::informers::BY_OWNER;
 use crate::manager::Context;
 
-/// The kinds the collector watches, as (kind, apiVersion).
-const WATCHED: &[(&str, &str)] = &[("Pod", "v1"), ("ReplicaSet", "apps/v1"), ("Deployment", "apps/v1"), ("Endpoints", "v1")];
-
-/// The object caches, type-erased to what the collector needs: metadata.
-#[derive(Clone)]
-struct Stores {
-    pods: Store<Pod>,
-    replicasets: Store<ReplicaSet>,
-    deployments: Store<Deployment>,
-    endpoints: Store<Endpoints>,
+/// Upstream's default `--gc-ignored-resources`: events are never owners
+/// worth collecting for, and there are many of them.
+fn ignored(r: &ResourceInfo) -> bool {
+    r.group.is_empty() && r.plural == "events"
 }
 
-impl Stores {
-    fn get(&self, kind: &str, key: &str) -> Option<ObjectMeta> {
-        match kind {
-            "Pod" => self.pods.get(key).map(|o| o.metadata.clone()),
-            "ReplicaSet" => self.replicasets.get(key).map(|o| o.metadata.clone()),
-            "Deployment" => self.deployments.get(key).map(|o| o.metadata.clone()),
-            "Endpoints" => self.endpoints.get(key).map(|o| o.metadata.clone()),
-            _ => None,
-        }
+/// What the collector reads from a cache: object metadata, by key and by
+/// owner UID. Typed and metadata-only stores look the same through it.
+trait MetaCache: Send + Sync {
+    fn get(&self, key: &str) -> Option<ObjectMeta>;
+    fn dependents(&self, owner_uid: &str) -> Vec<ObjectMeta>;
+}
+
+impl<K: Resource + Send + Sync> MetaCache for Store<K> {
+    fn get(&self, key: &str) -> Option<ObjectMeta> {
+        Store::get(self, key).map(|o| o.meta().clone())
+    }
+    fn dependents(&self, owner_uid: &str) -> Vec<ObjectMeta> {
+        self.by_index(BY_OWNER, owner_uid).iter().map(|o| o.meta().clone()).collect()
+    }
+}
+
+/// One watched resource: its API facts and its cache.
+struct Watched {
+    info: &'static ResourceInfo,
+    cache: Box<dyn MetaCache>,
+}
+
+/// The collector's view of the cluster (upstream's dependency graph, here
+/// read straight from the informer caches): every watched kind, by kind
+/// (kinds are unique in the resource table).
+#[derive(Default)]
+struct Graph {
+    kinds: HashMap<&'static str, Watched>,
+}
+
+impl Graph {
+    /// The watched resource an owner reference points to, matching its
+    /// group too (a `ConfigMap` of another group is not ours).
+    fn resource_of(&self, r: &OwnerReference) -> Option<&'static ResourceInfo> {
+        let group = r.api_version.split_once('/').map_or("", |(g, _)| g);
+        resources::find_kind(group, &r.kind)
     }
 
-    fn watched(kind: &str) -> bool {
-        WATCHED.iter().any(|(k, _)| *k == kind)
+    /// The cached object `name` of `kind` (namespace ignored for
+    /// cluster-scoped kinds).
+    fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<ObjectMeta> {
+        let w = self.kinds.get(kind)?;
+        let key = if w.info.namespaced { format!("{namespace}/{name}") } else { name.to_string() };
+        w.cache.get(&key)
     }
 
     /// Every cached object with an ownerReference to `uid`: (kind, meta).
     fn dependents(&self, uid: &str) -> Vec<(&'static str, ObjectMeta)> {
-        let mut out: Vec<(&'static str, ObjectMeta)> = Vec::new();
-        out.extend(self.pods.by_index(BY_OWNER, uid).iter().map(|o| ("Pod", o.metadata.clone())));
-        out.extend(self.replicasets.by_index(BY_OWNER, uid).iter().map(|o| ("ReplicaSet", o.metadata.clone())));
-        out.extend(self.deployments.by_index(BY_OWNER, uid).iter().map(|o| ("Deployment", o.metadata.clone())));
-        out.extend(self.endpoints.by_index(BY_OWNER, uid).iter().map(|o| ("Endpoints", o.metadata.clone())));
-        out
+        self.kinds.iter().flat_map(|(kind, w)| w.cache.dependents(uid).into_iter().map(move |m| (*kind, m))).collect()
     }
 }
 
@@ -87,9 +111,13 @@ fn has_finalizer(meta: &ObjectMeta, f: &str) -> bool {
     meta.finalizers.iter().flatten().any(|x| x == f)
 }
 
+fn api_resource(r: &ResourceInfo) -> ApiResource {
+    ApiResource { group: r.group.into(), version: r.version.into(), api_version: r.api_version(), kind: r.kind.into(), plural: r.plural.into() }
+}
+
 pub struct GarbageCollector {
     client: Client,
-    stores: Stores,
+    graph: Graph,
     pub queue: WorkQueue<String>,
 }
 
@@ -98,7 +126,7 @@ pub struct GarbageCollector {
 /// its owners when it goes (a foreground deletion may be waiting for it).
 fn watch<K>(inf: &Informer<K>, kind: &'static str, queue: &WorkQueue<String>)
 where
-    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let touch = {
         let queue = queue.clone();
@@ -108,9 +136,7 @@ where
             }
             if gone || is_deleting(meta) {
                 for r in meta.owner_references.iter().flatten() {
-                    if Stores::watched(&r.kind) {
-                        queue.add(format!("{}/{}/{}", r.kind, ns(meta), r.name));
-                    }
+                    queue.add(format!("{}/{}/{}", r.kind, ns(meta), r.name));
                 }
             }
         }
@@ -121,10 +147,22 @@ where
         HandlerFns::new()
             .on_add(move |o: &Arc<K>| t1(o.meta(), false))
             .on_update(move |old: &Arc<K>, new: &Arc<K>| {
+                // Only what the collector acts on (upstream's GraphBuilder
+                // compares the same): owners, deletion, finalizers — or a
+                // resync (same object). A Lease renewal or a pod status
+                // update is not the collector's business.
+                let (o, n) = (old.meta(), new.meta());
+                let relevant = o.resource_version == n.resource_version
+                    || o.owner_references != n.owner_references
+                    || o.deletion_timestamp != n.deletion_timestamp
+                    || o.finalizers != n.finalizers;
+                if !relevant {
+                    return;
+                }
                 t2(new.meta(), false);
                 // Owner references removed: the old owners may be waiting.
                 for r in old.meta().owner_references.iter().flatten() {
-                    if Stores::watched(&r.kind) && !new.meta().owner_references.iter().flatten().any(|n| n.uid == r.uid) {
+                    if !new.meta().owner_references.iter().flatten().any(|n| n.uid == r.uid) {
                         q2.add(format!("{}/{}/{}", r.kind, ns(old.meta()), r.name));
                     }
                 }
@@ -143,13 +181,32 @@ where
 impl GarbageCollector {
     pub fn new(ctx: &Context) -> Arc<Self> {
         let queue = ctx.queue("garbagecollector");
-        let (pods, rss, ds, eps) = (ctx.informers.pods(), ctx.informers.replicasets(), ctx.informers.deployments(), ctx.informers.endpoints());
-        watch(&pods, "Pod", &queue);
-        watch(&rss, "ReplicaSet", &queue);
-        watch(&ds, "Deployment", &queue);
-        watch(&eps, "Endpoints", &queue);
-        let stores = Stores { pods: pods.store(), replicasets: rss.store(), deployments: ds.store(), endpoints: eps.store() };
-        Arc::new(GarbageCollector { client: ctx.client.clone(), stores, queue })
+        let f = &ctx.informers;
+        let mut graph = Graph::default();
+        for info in resources::RESOURCES.iter().filter(|r| r.is_stored() && !ignored(r)) {
+            // Share the typed caches other controllers keep anyway; a
+            // metadata-only informer for the rest.
+            macro_rules! typed {
+                ($inf:expr) => {{
+                    let inf = $inf;
+                    watch(&inf, info.kind, &queue);
+                    Box::new(inf.store()) as Box<dyn MetaCache>
+                }};
+            }
+            let cache = match (info.group, info.kind) {
+                ("", "Pod") => typed!(f.pods()),
+                ("apps", "ReplicaSet") => typed!(f.replicasets()),
+                ("apps", "Deployment") => typed!(f.deployments()),
+                ("", "Service") => typed!(f.services()),
+                ("", "Endpoints") => typed!(f.endpoints()),
+                ("", "ServiceAccount") => typed!(f.service_accounts()),
+                ("", "Node") => typed!(f.nodes()),
+                ("", "Namespace") => typed!(f.namespaces()),
+                _ => typed!(f.metadata(info)),
+            };
+            graph.kinds.insert(info.kind, Watched { info, cache });
+        }
+        Arc::new(GarbageCollector { client: ctx.client.clone(), graph, queue })
     }
 
     pub async fn run(self: Arc<Self>, workers: usize, gate: Gate) {
@@ -161,30 +218,29 @@ impl GarbageCollector {
         .await
     }
 
-    fn api(&self, kind: &str, api_version: &str, namespace: &str) -> Option<Api<DynamicObject>> {
-        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-        let r = machinery::resources::find_kind(group, kind).filter(|r| r.version == version)?;
-        let ar = ApiResource { group: r.group.into(), version: r.version.into(), api_version: r.api_version(), kind: r.kind.into(), plural: r.plural.into() };
-        Some(if r.namespaced { Api::namespaced_with(self.client.clone(), namespace, &ar) } else { Api::all_with(self.client.clone(), &ar) })
+    fn api(&self, r: &ResourceInfo, namespace: &str) -> Api<DynamicObject> {
+        if r.namespaced {
+            Api::namespaced_with(self.client.clone(), namespace, &api_resource(r))
+        } else {
+            Api::all_with(self.client.clone(), &api_resource(r))
+        }
     }
 
     fn api_for_kind(&self, kind: &str, namespace: &str) -> Option<Api<DynamicObject>> {
-        let (_, v) = WATCHED.iter().find(|(k, _)| *k == kind)?;
-        self.api(kind, v, namespace)
+        Some(self.api(self.graph.kinds.get(kind)?.info, namespace))
     }
 
     pub async fn sync(&self, key: &str) -> anyhow::Result<()> {
         if let Some(uid) = key.strip_prefix("dependents:") {
             // An owner went or is going: look at each dependent.
-            for (kind, meta) in self.stores.dependents(uid) {
+            for (kind, meta) in self.graph.dependents(uid) {
                 self.queue.add(item_key(kind, &meta));
             }
             return Ok(());
         }
         let mut parts = key.splitn(3, '/');
         let (kind, namespace, obj_name) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        let store_key = if namespace.is_empty() { obj_name.to_string() } else { format!("{namespace}/{obj_name}") };
-        let Some(meta) = self.stores.get(kind, &store_key) else { return Ok(()) };
+        let Some(meta) = self.graph.get(kind, namespace, obj_name) else { return Ok(()) };
         let Some(api) = self.api_for_kind(kind, namespace) else { return Ok(()) };
         let uid = meta.uid.clone().unwrap_or_default();
 
@@ -199,7 +255,7 @@ impl GarbageCollector {
 
     /// Orphan: drop our reference from each dependent, then the finalizer.
     async fn orphan_dependents(&self, api: &Api<DynamicObject>, meta: &ObjectMeta, uid: &str) -> anyhow::Result<()> {
-        for (kind, dep) in self.stores.dependents(uid) {
+        for (kind, dep) in self.graph.dependents(uid) {
             let Some(dapi) = self.api_for_kind(kind, ns(&dep)) else { continue };
             let refs: Vec<OwnerReference> = dep.owner_references.iter().flatten().filter(|r| r.uid != uid).cloned().collect();
             match set_owner_refs(&dapi, name(&dep), dep.resource_version.as_deref().unwrap_or(""), &refs).await {
@@ -213,7 +269,7 @@ impl GarbageCollector {
 
     /// Foreground: delete dependents; finish when none blocks any more.
     async fn delete_dependents_in_foreground(&self, api: &Api<DynamicObject>, meta: &ObjectMeta, uid: &str) -> anyhow::Result<()> {
-        let deps = self.stores.dependents(uid);
+        let deps = self.graph.dependents(uid);
         let mut blocking = 0;
         for (kind, dep) in &deps {
             let r = dep.owner_references.iter().flatten().find(|r| r.uid == uid);
@@ -226,7 +282,7 @@ impl GarbageCollector {
             let Some(dapi) = self.api_for_kind(kind, ns(dep)) else { continue };
             // A dependent with dependents of its own goes in the foreground
             // too, so the owner waits for the whole subtree.
-            let has_own = !self.stores.dependents(dep.uid.as_deref().unwrap_or("")).is_empty();
+            let has_own = !self.graph.dependents(dep.uid.as_deref().unwrap_or("")).is_empty();
             let policy = if has_own { PropagationPolicy::Foreground } else { PropagationPolicy::Background };
             self.delete(&dapi, dep, policy).await?;
         }
@@ -263,7 +319,7 @@ impl GarbageCollector {
             };
         }
         let uid = meta.uid.clone().unwrap_or_default();
-        let has_dependents = !self.stores.dependents(&uid).is_empty();
+        let has_dependents = !self.graph.dependents(&uid).is_empty();
         let policy = if !waiting.is_empty() && has_dependents {
             PropagationPolicy::Foreground
         } else if has_finalizer(meta, "orphan") {
@@ -278,15 +334,15 @@ impl GarbageCollector {
     }
 
     async fn owner_state(&self, r: &OwnerReference, namespace: &str) -> anyhow::Result<OwnerState> {
-        let key = format!("{namespace}/{}", r.name);
-        let cached = self.stores.get(&r.kind, &key).or_else(|| self.stores.get(&r.kind, &r.name));
+        let Some(info) = self.graph.resource_of(r) else {
+            return Ok(OwnerState::Present); // a kind we cannot check: never delete on a guess
+        };
+        let cached = self.graph.get(info.kind, namespace, &r.name);
         let meta = match cached.filter(|m| m.uid.as_deref() == Some(r.uid.as_str())) {
             Some(m) => Some(m),
+            // Not in the cache (or another UID): ask the apiserver.
             None => {
-                // Not in the cache (or another UID): ask the apiserver.
-                let Some(api) = self.api(&r.kind, &r.api_version, namespace) else {
-                    return Ok(OwnerState::Present); // a kind we cannot check: never delete on a guess
-                };
+                let api = self.api(info, namespace);
                 api.get_opt(&r.name).await.context("reading owner")?.map(|o| o.metadata).filter(|m| m.uid.as_deref() == Some(r.uid.as_str()))
             }
         };

@@ -7,15 +7,18 @@
 //! their handlers); [`InformerFactory::start`] then runs every informer that
 //! was asked for and waits until each has its first full list.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, ResourceQuota, Service, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{ApiResource, DynamicObject};
 use kube::{Api, Client};
 use machinery::informer::{self, Informer};
+use machinery::resources::ResourceInfo;
 use tokio::task::JoinHandle;
 
 /// Index: owner UIDs from `metadata.ownerReferences` (the garbage
@@ -42,6 +45,9 @@ pub struct InformerFactory {
     nodes: OnceLock<Informer<Node>>,
     namespaces: OnceLock<Informer<Namespace>>,
     node_leases: OnceLock<Informer<Lease>>,
+    resource_quotas: OnceLock<Informer<ResourceQuota>>,
+    /// Metadata-only informers for any resource, by `plural.group`.
+    metadata: Mutex<HashMap<String, Informer<DynamicObject>>>,
 }
 
 macro_rules! namespaced {
@@ -72,6 +78,8 @@ impl InformerFactory {
             nodes: OnceLock::new(),
             namespaces: OnceLock::new(),
             node_leases: OnceLock::new(),
+            resource_quotas: OnceLock::new(),
+            metadata: Mutex::default(),
         }
     }
 
@@ -101,16 +109,53 @@ impl InformerFactory {
     pub fn service_accounts(&self) -> Informer<ServiceAccount> {
         namespaced!(self, service_accounts)
     }
+    pub fn resource_quotas(&self) -> Informer<ResourceQuota> {
+        namespaced!(self, resource_quotas)
+    }
+    // Cluster-scoped kinds are indexed by owner too: the garbage
+    // collector looks up dependents of every kind.
     pub fn nodes(&self) -> Informer<Node> {
-        self.nodes.get_or_init(|| Informer::new(Api::all(self.client.clone())).resync(self.resync)).clone()
+        self.nodes
+            .get_or_init(|| Informer::new(Api::all(self.client.clone())).resync(self.resync).index(BY_OWNER, |o| owner_uids(kube::Resource::meta(o))))
+            .clone()
     }
     pub fn namespaces(&self) -> Informer<Namespace> {
-        self.namespaces.get_or_init(|| Informer::new(Api::all(self.client.clone())).resync(self.resync)).clone()
+        self.namespaces
+            .get_or_init(|| Informer::new(Api::all(self.client.clone())).resync(self.resync).index(BY_OWNER, |o| owner_uids(kube::Resource::meta(o))))
+            .clone()
     }
     /// Node heartbeats: the Leases in `kube-node-lease`.
     pub fn node_leases(&self) -> Informer<Lease> {
         self.node_leases
             .get_or_init(|| Informer::new(Api::namespaced(self.client.clone(), "kube-node-lease")).resync(self.resync))
+            .clone()
+    }
+
+    /// A metadata-only informer over any resource of the table (client-go's
+    /// metadata informers, which the garbage collector uses for the kinds no
+    /// typed informer covers): the objects' bodies are dropped before
+    /// caching, only `metadata` is kept (minus managedFields). Indexed by
+    /// namespace and owner UID.
+    pub fn metadata(&self, r: &'static ResourceInfo) -> Informer<DynamicObject> {
+        let mut all = self.metadata.lock().unwrap();
+        all.entry(r.qualified_plural())
+            .or_insert_with(|| {
+                let ar = ApiResource {
+                    group: r.group.into(),
+                    version: r.version.into(),
+                    api_version: r.api_version(),
+                    kind: r.kind.into(),
+                    plural: r.plural.into(),
+                };
+                Informer::new(Api::all_with(self.client.clone(), &ar))
+                    .resync(self.resync)
+                    .transform(|o: &mut DynamicObject| {
+                        o.data = serde_json::Value::Null;
+                        o.metadata.managed_fields = None;
+                    })
+                    .index(BY_NAMESPACE, informer::namespace)
+                    .index(BY_OWNER, |o| owner_uids(&o.metadata))
+            })
             .clone()
     }
 
@@ -124,7 +169,9 @@ impl InformerFactory {
                 }
             )*};
         }
-        run!(pods, replicasets, deployments, services, endpoints, service_accounts, nodes, namespaces, node_leases);
+        run!(pods, replicasets, deployments, services, endpoints, service_accounts, nodes, namespaces, node_leases, resource_quotas);
+        let metadata: Vec<Informer<DynamicObject>> = self.metadata.lock().unwrap().values().cloned().collect();
+        handles.extend(metadata.iter().map(|i| i.spawn()));
         macro_rules! wait {
             ($($f:ident),*) => {$(
                 if let Some(i) = self.$f.get() {
@@ -132,7 +179,10 @@ impl InformerFactory {
                 }
             )*};
         }
-        wait!(pods, replicasets, deployments, services, endpoints, service_accounts, nodes, namespaces, node_leases);
+        wait!(pods, replicasets, deployments, services, endpoints, service_accounts, nodes, namespaces, node_leases, resource_quotas);
+        for i in &metadata {
+            i.wait_for_sync().await;
+        }
         handles
     }
 }

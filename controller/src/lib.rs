@@ -14,7 +14,7 @@
 //!   informer factory; [`controller_utils`], [`expectations`]: shared helpers.
 //! - One module per control loop: [`replicaset`], [`deployment`],
 //!   [`endpoints`], [`garbagecollector`], [`namespace`], [`nodelifecycle`],
-//!   [`nodeipam`], [`podgc`], [`serviceaccount`].
+//!   [`nodeipam`], [`podgc`], [`serviceaccount`], [`resourcequota`].
 
 pub mod controller_utils;
 pub mod deployment;
@@ -29,4 +29,5 @@ pub mod nodelifecycle;
 pub mod options;
 pub mod podgc;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod serviceaccount;

@@ -143,6 +143,10 @@ pub async fn run_controllers(client: Client, opts: Options, metrics: WorkQueueMe
         let c = crate::serviceaccount::ServiceAccountsController::new(&ctx);
         runs.push(c.run(1, gate.clone()).boxed());
     }
+    if on("resourcequota") {
+        let c = crate::resourcequota::ResourceQuotaController::new(&ctx);
+        runs.push(c.run(opts.concurrent_resource_quota_syncs, gate.clone()).boxed());
+    }
     let _informers = ctx.informers.start().await;
     tracing::info!(controllers = runs.len(), "caches synced, controllers running");
     futures::future::join_all(runs).await;

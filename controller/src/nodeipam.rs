@@ -10,6 +10,7 @@
 //! does, so a just-freed block is not handed out again at once); a deleted
 //! node's block is freed.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
@@ -95,6 +96,11 @@ pub struct NodeIpamController {
     client: Client,
     store: Store<Node>,
     set: Arc<Mutex<CidrSet>>,
+    /// Blocks handed out whose podCIDR patch the cache has not shown yet.
+    /// A node update arriving in between (its status, say) must get the
+    /// same block again, not a second one (upstream keeps a set of nodes
+    /// in processing for the same reason).
+    assigned: Arc<Mutex<HashMap<String, Ipv4Net>>>,
     pub queue: WorkQueue<String>,
     recorder: EventRecorder,
 }
@@ -104,7 +110,9 @@ impl NodeIpamController {
         let set = Arc::new(Mutex::new(CidrSet::new(ctx.opts.cluster_cidr, ctx.opts.node_cidr_mask_size)?));
         let inf = ctx.informers.nodes();
         let queue = ctx.queue("nodeipam");
-        let (q1, q2, s) = (queue.clone(), queue.clone(), set.clone());
+        let (q1, q2, q3, s, store) = (queue.clone(), queue.clone(), queue.clone(), set.clone(), inf.store());
+        let assigned: Arc<Mutex<HashMap<String, Ipv4Net>>> = Arc::default();
+        let a = assigned.clone();
         inf.add_event_handler(
             HandlerFns::new()
                 .on_add(move |n: &Arc<Node>| q1.add(name(&n.metadata).to_string()))
@@ -114,13 +122,19 @@ impl NodeIpamController {
                     }
                 })
                 .on_delete(move |n: &Arc<Node>| {
-                    if let Some(c) = pod_cidr(n) {
+                    let pending = a.lock().unwrap().remove(name(&n.metadata));
+                    if let Some(c) = pod_cidr(n).or(pending) {
                         tracing::info!(node = name(&n.metadata), cidr = %c, "releasing pod CIDR of deleted node");
                         s.lock().unwrap().release(&c);
+                        // Nodes refused for lack of a block (CIDRNotAvailable)
+                        // wait in backoff: the freed block is theirs now.
+                        for n in store.list().iter().filter(|n| pod_cidr(n).is_none()) {
+                            q3.add(name(&n.metadata).to_string());
+                        }
                     }
                 }),
         );
-        Ok(Arc::new(NodeIpamController { client: ctx.client.clone(), store: inf.store(), set, queue, recorder: ctx.recorder("cidrAllocator") }))
+        Ok(Arc::new(NodeIpamController { client: ctx.client.clone(), store: inf.store(), set, assigned, queue, recorder: ctx.recorder("cidrAllocator") }))
     }
 
     pub async fn run(self: Arc<Self>, gate: Gate) {
@@ -143,26 +157,39 @@ impl NodeIpamController {
         let Some(node) = self.store.get(node_name) else { return Ok(()) };
         if let Some(c) = pod_cidr(&node) {
             self.set.lock().unwrap().occupy(&c);
+            if let Some(mine) = self.assigned.lock().unwrap().remove(node_name).filter(|m| *m != c) {
+                self.set.lock().unwrap().release(&mine);
+            }
             return Ok(());
         }
-        let Some(cidr) = self.set.lock().unwrap().allocate() else {
-            self.recorder.event(node.as_ref(), EventType::Normal, "CIDRNotAvailable", &format!("Node {node_name} status is now: CIDRNotAvailable"));
-            anyhow::bail!("no pod CIDR left in the cluster CIDR for node {node_name}");
+        let pending = self.assigned.lock().unwrap().get(node_name).copied();
+        let cidr = match pending {
+            Some(c) => c,
+            None => {
+                let Some(c) = self.set.lock().unwrap().allocate() else {
+                    self.recorder.event(node.as_ref(), EventType::Normal, "CIDRNotAvailable", &format!("Node {node_name} status is now: CIDRNotAvailable"));
+                    anyhow::bail!("no pod CIDR left in the cluster CIDR for node {node_name}");
+                };
+                self.assigned.lock().unwrap().insert(node_name.to_string(), c);
+                c
+            }
         };
         let api: Api<Node> = Api::all(self.client.clone());
         let patch = json!({"spec": {"podCIDR": cidr.to_string(), "podCIDRs": [cidr.to_string()]}});
         match api.patch(node_name, &PatchParams::default(), &Patch::Merge(&patch)).await {
             Ok(_) => {
-                tracing::info!(node = node_name, cidr = %cidr, "allocated pod CIDR");
+                if pending.is_none() {
+                    tracing::info!(node = node_name, cidr = %cidr, "allocated pod CIDR");
+                }
                 Ok(())
             }
-            Err(e) => {
+            Err(e) if is_not_found(&e) => {
+                self.assigned.lock().unwrap().remove(node_name);
                 self.set.lock().unwrap().release(&cidr);
-                if is_not_found(&e) {
-                    return Ok(());
-                }
-                Err(e).context("setting podCIDR")
+                Ok(())
             }
+            // Kept as assigned: the retry sends the same block.
+            Err(e) => Err(e).context("setting podCIDR"),
         }
     }
 }

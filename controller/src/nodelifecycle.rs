@@ -172,38 +172,43 @@ impl NodeLifecycleController {
     }
 
     /// One pass over all nodes (upstream `monitorNodeHealth` + tainting +
-    /// the taint eviction check).
+    /// the taint eviction check). A failure on one node (a 409 on its
+    /// taint update, a refused eviction) is logged and retried on the next
+    /// pass; it never keeps the other nodes from being checked.
     pub async fn monitor_node_health(&self) -> anyhow::Result<()> {
         let nodes = self.nodes.list();
         {
             let mut h = self.health.lock().unwrap();
             h.retain(|n, _| nodes.iter().any(|x| name(&x.metadata) == n));
         }
-        for node in nodes {
-            let node_name = name(&node.metadata).to_string();
-            let ready_hb = ready_condition(&node).and_then(|c| c.last_heartbeat_time.as_ref()).map(|t| t.0.to_rfc3339());
-            let lease_renew = self
-                .leases
-                .get(&format!("kube-node-lease/{node_name}"))
-                .and_then(|l| l.spec.as_ref().and_then(|s| s.renew_time.as_ref()).map(|t| t.0.to_rfc3339()));
-            let silent = {
-                let mut h = self.health.lock().unwrap();
-                let e = h.entry(node_name.clone()).or_insert_with(|| Health { probe: Instant::now(), ready_heartbeat: ready_hb.clone(), lease_renew: lease_renew.clone() });
-                if e.ready_heartbeat != ready_hb || e.lease_renew != lease_renew {
-                    e.probe = Instant::now();
-                    e.ready_heartbeat = ready_hb;
-                    e.lease_renew = lease_renew;
-                }
-                e.probe.elapsed() > self.grace
-            };
-            let mut node = (*node).clone();
-            if silent {
-                self.mark_unknown(&mut node).await?;
-            }
-            self.taint(&mut node).await?;
-            self.evict(&node).await?;
-        }
+        let failed = for_each_node(nodes, |node| self.check_node(node)).await;
+        anyhow::ensure!(failed.is_empty(), "checking node(s) {failed:?} failed");
         Ok(())
+    }
+
+    async fn check_node(&self, node: Arc<Node>) -> anyhow::Result<()> {
+        let node_name = name(&node.metadata).to_string();
+        let ready_hb = ready_condition(&node).and_then(|c| c.last_heartbeat_time.as_ref()).map(|t| t.0.to_rfc3339());
+        let lease_renew = self
+            .leases
+            .get(&format!("kube-node-lease/{node_name}"))
+            .and_then(|l| l.spec.as_ref().and_then(|s| s.renew_time.as_ref()).map(|t| t.0.to_rfc3339()));
+        let silent = {
+            let mut h = self.health.lock().unwrap();
+            let e = h.entry(node_name.clone()).or_insert_with(|| Health { probe: Instant::now(), ready_heartbeat: ready_hb.clone(), lease_renew: lease_renew.clone() });
+            if e.ready_heartbeat != ready_hb || e.lease_renew != lease_renew {
+                e.probe = Instant::now();
+                e.ready_heartbeat = ready_hb;
+                e.lease_renew = lease_renew;
+            }
+            e.probe.elapsed() > self.grace
+        };
+        let mut node = (*node).clone();
+        if silent {
+            self.mark_unknown(&mut node).await?;
+        }
+        self.taint(&mut node).await?;
+        self.evict(&node).await
     }
 
     /// Ready, MemoryPressure, DiskPressure, PIDPressure → Unknown.
@@ -303,10 +308,47 @@ impl NodeLifecycleController {
     }
 }
 
+/// Runs `check` on every node in turn; a node whose check fails is logged
+/// and the pass goes on. Returns the names of the nodes that failed.
+async fn for_each_node<F, Fut>(nodes: Vec<Arc<Node>>, check: F) -> Vec<String>
+where
+    F: Fn(Arc<Node>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut failed = Vec::new();
+    for node in nodes {
+        let node_name = name(&node.metadata).to_string();
+        if let Err(e) = check(node).await {
+            tracing::warn!(node = node_name, error = %format!("{e:#}"), "node health check failed");
+            failed.push(node_name);
+        }
+    }
+    failed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[tokio::test]
+    async fn one_failing_node_does_not_stop_the_pass() {
+        let node = |n: &str| Arc::new(Node { metadata: kube::api::ObjectMeta { name: Some(n.into()), ..Default::default() }, ..Default::default() });
+        let checked = Mutex::new(Vec::new());
+        let failed = for_each_node(vec![node("a"), node("b"), node("c")], |n| {
+            let n = name(&n.metadata).to_string();
+            checked.lock().unwrap().push(n.clone());
+            async move {
+                match n.as_str() {
+                    "b" => anyhow::bail!("Operation cannot be fulfilled on nodes \"b\": the object has been modified (409)"),
+                    _ => Ok(()),
+                }
+            }
+        })
+        .await;
+        assert_eq!(failed, vec!["b".to_string()]);
+        assert_eq!(*checked.lock().unwrap(), vec!["a", "b", "c"], "the nodes after the failing one are still checked");
+    }
 
     fn taints_str(t: &[Taint]) -> String {
         t.iter().map(|t| format!("{}:{}", t.key.rsplit('/').next().unwrap(), t.effect)).collect::<Vec<_>>().join(",")

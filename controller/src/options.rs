@@ -21,6 +21,7 @@ pub const ALL_CONTROLLERS: &[&str] = &[
     "nodeipam",
     "podgc",
     "serviceaccount",
+    "resourcequota",
 ];
 
 #[derive(Parser, Debug, Clone)]
@@ -62,6 +63,11 @@ pub struct Options {
     pub concurrent_gc_syncs: usize,
     #[arg(long, default_value_t = 10)]
     pub concurrent_namespace_syncs: usize,
+    #[arg(long, default_value_t = 5)]
+    pub concurrent_resource_quota_syncs: usize,
+    /// How often every ResourceQuota's usage is recounted in full.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub resource_quota_sync_period: Duration,
 
     /// How often the node lifecycle controller checks node heartbeats.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
@@ -157,8 +163,9 @@ mod tests {
     fn controllers_flag() {
         check("*", ALL_CONTROLLERS);
         check("replicaset,deployment", &["replicaset", "deployment"]);
-        check("*,-podgc,-nodeipam", &["replicaset", "deployment", "endpoint", "garbagecollector", "namespace", "nodelifecycle", "serviceaccount"]);
-        check("-podgc,*", &["replicaset", "deployment", "endpoint", "garbagecollector", "namespace", "nodelifecycle", "nodeipam", "serviceaccount"]);
+        check("*,-podgc,-nodeipam", &["replicaset", "deployment", "endpoint", "garbagecollector", "namespace", "nodelifecycle", "serviceaccount", "resourcequota"]);
+        check("-podgc,*", &["replicaset", "deployment", "endpoint", "garbagecollector", "namespace", "nodelifecycle", "nodeipam", "serviceaccount", "resourcequota"]);
+        check("*,-resourcequota", &["replicaset", "deployment", "endpoint", "garbagecollector", "namespace", "nodelifecycle", "nodeipam", "podgc", "serviceaccount"]);
         check("serviceaccount", &["serviceaccount"]);
         check("endpoint", &["endpoint"]);
         let o = Options::parse_from(["x", "--controllers=*,replicaset,bogus"]);
@@ -182,6 +189,7 @@ mod tests {
         assert_eq!(o.cluster_cidr.to_string(), "10.244.0.0/16");
         assert_eq!(o.node_cidr_mask_size, 24);
         assert_eq!(o.terminated_pod_gc_threshold, 12500);
+        assert_eq!(o.resource_quota_sync_period, Duration::from_secs(300));
         assert!(o.leader_elect);
         let o = Options::parse_from(["rkube-controller", "--leader-elect=false"]);
         assert!(!o.leader_elect);

@@ -486,10 +486,12 @@ impl<K: Clone> Clone for Informer<K> {
     }
 }
 
+// No bound on `K::DynamicType`: dynamic kinds (`DynamicObject`, whose
+// type is only known at run time) get informers too — the garbage
+// collector watches every resource in the table through them.
 impl<K> Informer<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default,
 {
     /// An informer over everything `api` can see: `Api::all` for all
     /// namespaces (or cluster-scoped kinds), `Api::namespaced` for one.
@@ -595,7 +597,7 @@ where
             relist: None,
             synced: self.shared.synced.clone(),
         };
-        let kind = K::kind(&Default::default()).to_string();
+        let kind = self.api.resource_url().to_string();
         let mut resync = self.resync.map(|p| {
             let mut t = tokio::time::interval_at(tokio::time::Instant::now() + p, p);
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

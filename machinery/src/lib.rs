@@ -6,6 +6,7 @@
 //! - [`selector`]: label and field selectors, parsed and matched.
 //! - [`quantity`]: resource quantities (`100m`, `1Gi`) as numbers.
 //! - [`names`]: `generateName`-style names (prefix + random suffix).
+//! - [`quota`]: what objects count against a ResourceQuota.
 //!
 //! Then, behind the `client` feature (on by default), the IO half that
 //! components use to talk to the apiserver — never to etcd:
@@ -20,6 +21,7 @@ pub mod selector;
 pub mod quantity;
 pub mod duration;
 pub mod names;
+pub mod quota;
 
 #[cfg(feature = "client")]
 pub mod client;

@@ -1,14 +1,18 @@
 //! Garbage collector and namespace controller against a real apiserver:
 //! cascading deletion in the Background, Foreground and Orphan modes
 //! through Deployment → ReplicaSet → Pods, and namespace deletion emptying
-//! and removing the namespace.
+//! and removing the namespace; Orphan and Foreground deletes of kinds no
+//! workload controller touches (Services, ConfigMaps, Secrets), and
+//! dependents collected when an owner of such a kind goes.
 
 mod controller_common;
 
 use controller_common::*;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
+use kube::api::{DeleteParams, PostParams};
 use kube::Api;
+use serde_json::json;
 
 fn deployment(ns: &str) -> String {
     format!(
@@ -95,4 +99,83 @@ async fn namespace_deletion_empties_and_removes_the_namespace() {
     assert!(Api::<ConfigMap>::namespaced(client.clone(), "team").list(&Default::default()).await.unwrap().items.is_empty());
     // Other namespaces untouched.
     assert!(ns_api.get_opt("default").await.unwrap().is_some());
+}
+
+async fn gone<K>(api: &Api<K>, name: &str, what: &str)
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    eventually(what, WAIT, || async { api.get_opt(name).await.unwrap().is_none().then_some(()) }).await;
+}
+
+/// The apiserver puts an `orphan` or `foregroundDeletion` finalizer on an
+/// object of *any* kind deleted with that propagation policy; the garbage
+/// collector must finish those deletes for every kind, and collect
+/// dependents whatever the kind of their owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphan_and_foreground_deletes_of_any_kind_complete() {
+    let cluster = e2e::Cluster::start();
+    let ctrl = Controller::start(&cluster, &[]);
+    let client = cluster.client().await;
+    let svcs: Api<Service> = Api::namespaced(client.clone(), "default");
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+
+    // kubectl, both policies, a Service and a ConfigMap.
+    cluster.kubectl_ok(&["create", "service", "clusterip", "orphan-svc", "--tcp=80:8080"]);
+    cluster.kubectl_ok(&["create", "configmap", "fg-cm", "--from-literal=a=b"]);
+    cluster.kubectl_ok(&["delete", "svc", "orphan-svc", "--cascade=orphan", "--wait=false"]);
+    cluster.kubectl_ok(&["delete", "configmap", "fg-cm", "--cascade=foreground", "--wait=false"]);
+    // The finalizers really were added (else this test proves nothing)...
+    let fg = cms.get_opt("fg-cm").await.unwrap();
+    assert!(fg.as_ref().is_none_or(|c| c.metadata.finalizers.iter().flatten().any(|f| f == "foregroundDeletion")), "{fg:?}");
+    // ...and the collector removes them.
+    gone(&svcs, "orphan-svc", "service deleted with --cascade=orphan gone").await;
+    gone(&cms, "fg-cm", "configmap deleted with --cascade=foreground gone").await;
+
+    // The API, the other way round.
+    cluster.kubectl_ok(&["create", "service", "clusterip", "fg-svc", "--tcp=80:8080"]);
+    cluster.kubectl_ok(&["create", "configmap", "orphan-cm", "--from-literal=a=b"]);
+    svcs.delete("fg-svc", &DeleteParams::foreground()).await.unwrap();
+    cms.delete("orphan-cm", &DeleteParams::orphan()).await.unwrap();
+    gone(&svcs, "fg-svc", "service deleted in the foreground gone").await;
+    gone(&cms, "orphan-cm", "configmap deleted with Orphan gone").await;
+
+    // A ConfigMap owned by a Secret: collected once the Secret is deleted
+    // in the background.
+    let owned_by = |s: &Secret, name: &str| -> ConfigMap {
+        serde_json::from_value(json!({"metadata": {"name": name, "ownerReferences": [{
+            "apiVersion": "v1", "kind": "Secret", "name": s.metadata.name, "uid": s.metadata.uid, "blockOwnerDeletion": true}]},
+            "data": {"k": "v"}}))
+        .unwrap()
+    };
+    let new_secret = |name: &str| -> Secret { serde_json::from_value(json!({"metadata": {"name": name}, "stringData": {"p": "w"}})).unwrap() };
+    let s1 = secrets.create(&PostParams::default(), &new_secret("s1")).await.unwrap();
+    cms.create(&PostParams::default(), &owned_by(&s1, "dep1")).await.unwrap();
+    // Not collected while the owner lives.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(cms.get_opt("dep1").await.unwrap().is_some(), "a dependent with a live owner was collected");
+    secrets.delete("s1", &DeleteParams::background()).await.unwrap();
+    gone(&cms, "dep1", "configmap owned by a deleted secret collected").await;
+
+    // Foreground on the Secret: it waits for its dependent, which goes first.
+    let s2 = secrets.create(&PostParams::default(), &new_secret("s2")).await.unwrap();
+    cms.create(&PostParams::default(), &owned_by(&s2, "dep2")).await.unwrap();
+    secrets.delete("s2", &DeleteParams::foreground()).await.unwrap();
+    eventually("foreground: dependent first, then owner", WAIT, || async {
+        let (s, c) = (secrets.get_opt("s2").await.unwrap(), cms.get_opt("dep2").await.unwrap());
+        assert!(!(s.is_none() && c.is_some()), "owner went before its dependent");
+        (s.is_none() && c.is_none()).then_some(())
+    })
+    .await;
+
+    // Orphan on the Secret: the dependent stays, without the reference.
+    let s3 = secrets.create(&PostParams::default(), &new_secret("s3")).await.unwrap();
+    cms.create(&PostParams::default(), &owned_by(&s3, "dep3")).await.unwrap();
+    secrets.delete("s3", &DeleteParams::orphan()).await.unwrap();
+    gone(&secrets, "s3", "secret deleted with Orphan gone").await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let dep3 = cms.get_opt("dep3").await.unwrap().expect("orphaned dependent kept");
+    assert!(dep3.metadata.owner_references.as_ref().is_none_or(|r| r.is_empty()), "{:?}", dep3.metadata.owner_references);
+    drop(ctrl);
 }

@@ -3,7 +3,8 @@
 //! `kube-node-lease` and reports Ready. A node that stops heartbeating goes
 //! Ready=Unknown with the unreachable taints and its pods are evicted after
 //! the configured seconds; when heartbeats resume it comes back clean.
-//! Nodes get distinct podCIDRs; pods of a deleted node are collected.
+//! Nodes get distinct podCIDRs, and a deleted node's block goes to a node
+//! that was waiting for one; pods of a deleted node are collected.
 
 mod controller_common;
 
@@ -75,7 +76,14 @@ async fn silent_node_goes_unknown_pods_are_evicted_and_it_recovers() {
     let cluster = e2e::Cluster::start();
     let ctrl = Controller::start(
         &cluster,
-        &["--node-monitor-period=300ms", "--node-monitor-grace-period=3s", "--pod-eviction-timeout=2s", "--pod-gc-period=500ms"],
+        &[
+            "--node-monitor-period=300ms",
+            "--node-monitor-grace-period=3s",
+            "--pod-eviction-timeout=2s",
+            "--pod-gc-period=500ms",
+            // Room for exactly two nodes' /24 blocks.
+            "--cluster-cidr=10.244.0.0/23",
+        ],
     );
     let client = cluster.client().await;
     let nodes: Api<Node> = Api::all(client.clone());
@@ -83,7 +91,7 @@ async fn silent_node_goes_unknown_pods_are_evicted_and_it_recovers() {
     let beating = Arc::new(AtomicBool::new(true));
     let _hb = heartbeat(client.clone(), "n1", beating.clone());
 
-    // IPAM: distinct pod CIDRs from 10.244.0.0/16.
+    // IPAM: distinct pod CIDRs from 10.244.0.0/23.
     let cidr1 = eventually("n1 podCIDR", WAIT, || async { nodes.get("n1").await.unwrap().spec.and_then(|s| s.pod_cidr) }).await;
     register_node(&client, "n2").await;
     let cidr2 = eventually("n2 podCIDR", WAIT, || async { nodes.get("n2").await.unwrap().spec.and_then(|s| s.pod_cidr) }).await;
@@ -91,6 +99,15 @@ async fn silent_node_goes_unknown_pods_are_evicted_and_it_recovers() {
     for c in [&cidr1, &cidr2] {
         assert!(c.starts_with("10.244.") && c.ends_with(".0/24"), "{c}");
     }
+    // IPAM: the /23 has two /24 blocks, both taken: a third node gets none.
+    register_node(&client, "n3").await;
+    eventually("CIDRNotAvailable for n3", WAIT, || async {
+        let ev = cluster.kubectl_ok(&["get", "events", "-A", "--field-selector=reason=CIDRNotAvailable", "-o", "name"]);
+        (!ev.is_empty()).then_some(())
+    })
+    .await;
+    assert_eq!(nodes.get("n3").await.unwrap().spec.and_then(|s| s.pod_cidr), None);
+
 
     // Two pods on n1, running and ready.
     let _kubelet = fake_kubelet(client.clone(), "default", "n1");
@@ -118,6 +135,10 @@ spec:
     // Unknown too; keep it out of the way by deleting it.
     nodes.delete("n2", &Default::default()).await.unwrap();
     drop(_kubelet);
+    // IPAM release: n2's block goes to n3, which was waiting for one.
+    let cidr3 = eventually("n3 podCIDR", WAIT, || async { nodes.get("n3").await.unwrap().spec.and_then(|s| s.pod_cidr) }).await;
+    assert_eq!(cidr3, cidr2, "the deleted node's block is reused");
+    nodes.delete("n3", &Default::default()).await.unwrap();
 
     // Heartbeats stop: the node goes Unknown and is tainted.
     beating.store(false, Ordering::SeqCst);
@@ -174,8 +195,8 @@ spec:
         all.iter().all(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some("n1")).then_some(())
     })
     .await;
-    // The freed CIDR is available again (a third node gets a CIDR at all).
-    register_node(&client, "n3").await;
-    let cidr3 = eventually("n3 podCIDR", WAIT, || async { nodes.get("n3").await.unwrap().spec.and_then(|s| s.pod_cidr) }).await;
-    assert!(cidr3.starts_with("10.244."), "{cidr3}");
+    // n1's block is free again too.
+    register_node(&client, "n4").await;
+    let cidr4 = eventually("n4 podCIDR", WAIT, || async { nodes.get("n4").await.unwrap().spec.and_then(|s| s.pod_cidr) }).await;
+    assert!(cidr4 == cidr1 || cidr4 == cidr2, "{cidr4}");
 }

@@ -303,44 +303,8 @@ impl Chain {
     }
 }
 
-/// Quantities as exact integers in milli-units (i128, so `1Ei` of memory
-/// fits): `"100m"` → 100, `"1"` → 1000, `"1Ki"` → 1_024_000.
-pub fn milli(q: &str) -> Result<i128, String> {
-    match machinery::quantity::parse_milli(q) {
-        Ok(v) => Ok(v as i128),
-        Err(_) => machinery::quantity::parse_value(q).map(|v| v as i128 * 1000).map_err(|e| e.to_string()),
-    }
-}
-
-/// A milli-unit amount written back as a quantity the way Kubernetes
-/// prints one: CPU as `500m` or `2`; memory-like amounts with the largest
-/// exact binary suffix (`64Mi`); counts with the largest exact decimal
-/// suffix (`10`, `1k`).
-pub fn format_milli(resource: &str, m: i128) -> String {
-    if m % 1000 != 0 {
-        return format!("{m}m");
-    }
-    let v = m / 1000;
-    if v == 0 {
-        return "0".into();
-    }
-    let binary = resource.contains("memory") || resource.contains("storage");
-    if binary {
-        for (i, suffix) in ["Ei", "Pi", "Ti", "Gi", "Mi", "Ki"].iter().enumerate() {
-            let unit = 1i128 << (10 * (6 - i));
-            if v % unit == 0 {
-                return format!("{}{suffix}", v / unit);
-            }
-        }
-    }
-    for (i, suffix) in ["E", "P", "T", "G", "M", "k"].iter().enumerate() {
-        let unit = 10i128.pow(3 * (6 - i as u32));
-        if v % unit == 0 {
-            return format!("{}{suffix}", v / unit);
-        }
-    }
-    v.to_string()
-}
+// Quantities in milli-units, shared with the resourcequota controller.
+pub use machinery::quota::{format_milli, milli};
 
 #[cfg(test)]
 mod tests {

@@ -27,13 +27,12 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ResourceQuota;
 use serde_json::Value;
 
-use super::{format_milli, milli, AdmissionError, Operation, QuotaState, Request};
-
-/// Resource name → amount in milli-units (1 pod = 1000).
-pub type Usage = BTreeMap<String, i128>;
+use super::{format_milli, AdmissionError, Operation, QuotaState, Request};
+// The usage computation is shared with the resourcequota controller.
+use machinery::quota::{compute_names, container_list, hard_of, is_terminal};
+pub use machinery::quota::{compute_usage, qualified, usage_from_status, usage_of, Usage};
 
 const PLUGIN: &str = "ResourceQuota";
-const ONE: i128 = 1000;
 
 /// Why a quota refused an object (403).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,149 +49,6 @@ impl QuotaError {
             QuotaError::Exceeded(m) | QuotaError::Constraint(m) => m,
         }
     }
-}
-
-/// `pods` or `deployments.apps`: how quotas name a resource in `count/…`.
-pub fn qualified(group: &str, resource: &str) -> String {
-    if group.is_empty() {
-        resource.to_string()
-    } else {
-        format!("{resource}.{group}")
-    }
-}
-
-fn is_terminal(pod: &Value) -> bool {
-    matches!(pod.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"))
-}
-
-/// `requests`/`limits` of one container, in milli-units.
-fn container_list(c: &Value, key: &str) -> BTreeMap<String, i128> {
-    c.pointer(&format!("/resources/{key}"))
-        .and_then(Value::as_object)
-        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), milli(v.as_str()?).ok()?))).collect())
-        .unwrap_or_default()
-}
-
-/// Pod total for requests or limits: sum over containers, at least the
-/// largest init container, plus `spec.overhead`.
-fn pod_list(pod: &Value, key: &str) -> BTreeMap<String, i128> {
-    let mut total: BTreeMap<String, i128> = BTreeMap::new();
-    for c in pod.pointer("/spec/containers").and_then(Value::as_array).into_iter().flatten() {
-        for (k, v) in container_list(c, key) {
-            *total.entry(k).or_default() += v;
-        }
-    }
-    for c in pod.pointer("/spec/initContainers").and_then(Value::as_array).into_iter().flatten() {
-        for (k, v) in container_list(c, key) {
-            let e = total.entry(k).or_default();
-            *e = (*e).max(v);
-        }
-    }
-    if let Some(overhead) = pod.pointer("/spec/overhead").and_then(Value::as_object) {
-        for (k, v) in overhead {
-            if let Some(n) = v.as_str().and_then(|s| milli(s).ok()) {
-                // Overhead counts only for resources the pod already uses.
-                if let Some(e) = total.get_mut(k) {
-                    *e += n;
-                }
-            }
-        }
-    }
-    total
-}
-
-/// Compute-resource names a container's requests/limits count under.
-fn compute_names(requests: &BTreeMap<String, i128>, limits: &BTreeMap<String, i128>) -> Vec<String> {
-    let mut out = Vec::new();
-    for k in requests.keys() {
-        out.push(format!("requests.{k}"));
-        if matches!(k.as_str(), "cpu" | "memory" | "ephemeral-storage") {
-            out.push(k.clone());
-        }
-    }
-    for k in limits.keys() {
-        out.push(format!("limits.{k}"));
-    }
-    out
-}
-
-/// What one object counts against quotas (the upstream evaluators).
-/// `resource` is the qualified plural (`pods`, `deployments.apps`).
-pub fn usage_of(resource: &str, obj: &Value) -> Usage {
-    let mut u = Usage::new();
-    // Every stored object counts under count/<resource>.
-    u.insert(format!("count/{resource}"), ONE);
-    match resource {
-        "pods" => {
-            // Terminated pods hold no compute and do not count as `pods`.
-            if is_terminal(obj) {
-                return u;
-            }
-            u.insert("pods".into(), ONE);
-            let requests = pod_list(obj, "requests");
-            let limits = pod_list(obj, "limits");
-            for (k, v) in &requests {
-                u.insert(format!("requests.{k}"), *v);
-                if matches!(k.as_str(), "cpu" | "memory" | "ephemeral-storage") {
-                    u.insert(k.clone(), *v);
-                }
-            }
-            for (k, v) in &limits {
-                u.insert(format!("limits.{k}"), *v);
-            }
-        }
-        "services" => {
-            u.insert("services".into(), ONE);
-            let ty = obj.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP");
-            if ty == "NodePort" || ty == "LoadBalancer" {
-                let ports = obj.pointer("/spec/ports").and_then(Value::as_array).map_or(0, |p| p.len());
-                u.insert("services.nodeports".into(), ports as i128 * ONE);
-            }
-            if ty == "LoadBalancer" {
-                u.insert("services.loadbalancers".into(), ONE);
-            }
-        }
-        // The legacy object-count names.
-        "configmaps" | "secrets" | "persistentvolumeclaims" | "replicationcontrollers" | "resourcequotas" => {
-            u.insert(resource.to_string(), ONE);
-        }
-        _ => {}
-    }
-    u
-}
-
-/// The usage of a set of existing objects against one quota's tracked
-/// resources: what the resourcequota controller writes to `status.used`.
-pub fn compute_usage<'a>(quota: &ResourceQuota, objects: impl IntoIterator<Item = (&'a str, &'a Value)>) -> Usage {
-    let hard = hard_of(quota);
-    let mut used: Usage = hard.keys().map(|k| (k.clone(), 0)).collect();
-    for (resource, obj) in objects {
-        for (k, v) in usage_of(resource, obj) {
-            if let Some(e) = used.get_mut(&k) {
-                *e += v;
-            }
-        }
-    }
-    used
-}
-
-fn hard_of(quota: &ResourceQuota) -> BTreeMap<String, i128> {
-    quota
-        .spec
-        .as_ref()
-        .and_then(|s| s.hard.as_ref())
-        .map(|h| h.iter().filter_map(|(k, q)| Some((k.clone(), milli(&q.0).ok()?))).collect())
-        .unwrap_or_default()
-}
-
-/// `status.used` of a quota as a [`Usage`].
-pub fn usage_from_status(quota: &ResourceQuota) -> Usage {
-    quota
-        .status
-        .as_ref()
-        .and_then(|s| s.used.as_ref())
-        .map(|h| h.iter().filter_map(|(k, q)| Some((k.clone(), milli(&q.0).ok()?))).collect())
-        .unwrap_or_default()
 }
 
 fn pretty(list: &BTreeMap<String, i128>, keys: &[String]) -> String {
@@ -289,6 +145,7 @@ pub fn recheck(req: &Request<'_>, quota: &ResourceQuota, object: &Value) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admission::milli;
     use serde_json::json;
 
     fn quota(name: &str, hard: Value) -> ResourceQuota {

@@ -312,7 +312,12 @@ pub fn calculate_status(d: &Deployment, all: &[ReplicaSet], new_rs: Option<&Repl
     let total: i32 = all.iter().map(|r| rs_status(r).0).sum();
     let ready: i32 = all.iter().map(|r| rs_status(r).1).sum();
     let updated = new_rs.map(|r| rs_status(r).0).unwrap_or(0);
-    let unavailable = (replicas(d) - available).max(0);
+    // Upstream counts unavailable against what the ReplicaSets are asked
+    // for (their spec.replicas), surge included, not against the
+    // Deployment's replicas: mid-rollout, a surge pod not yet available is
+    // unavailable. Negative (more available than asked, on scale-down) is 0.
+    let desired: i32 = all.iter().map(rs_replicas).sum();
+    let unavailable = (desired - available).max(0);
     let prev = d.status.clone().unwrap_or_default();
     let nz = |x: i32| (x != 0).then_some(x);
     let mut status = DeploymentStatus {
@@ -331,4 +336,37 @@ pub fn calculate_status(d: &Deployment, all: &[ReplicaSet], new_rs: Option<&Repl
         set_condition(&mut status, new_condition("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability."));
     }
     status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rs(name: &str, spec: i32, status: i32, available: i32) -> ReplicaSet {
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"replicas": spec, "selector": {}},
+            "status": {"replicas": status, "readyReplicas": available, "availableReplicas": available}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn unavailable_counts_against_the_replica_sets_spec() {
+        let d: Deployment = serde_json::from_value(json!({"metadata": {"name": "web", "generation": 2},
+            "spec": {"replicas": 3, "selector": {}, "template": {},
+                     "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}}})).unwrap();
+        // Mid-rollout with a surge: old 3/3 available, new asked for 1, none
+        // available yet. 4 asked for, 3 available: 1 unavailable.
+        let (old, new) = (rs("old", 3, 3, 3), rs("new", 1, 1, 0));
+        let s = calculate_status(&d, &[old, new.clone()], Some(&new));
+        assert_eq!((s.replicas, s.updated_replicas, s.available_replicas, s.unavailable_replicas), (Some(4), Some(1), Some(3), Some(1)));
+        // Scaling down from 5: more available than asked for is 0, not negative.
+        let big = rs("new", 3, 5, 5);
+        let s = calculate_status(&d, std::slice::from_ref(&big), Some(&big));
+        assert_eq!(s.unavailable_replicas, None);
+        // Nothing available yet: all asked for are unavailable.
+        let fresh = rs("new", 3, 3, 0);
+        let s = calculate_status(&d, std::slice::from_ref(&fresh), Some(&fresh));
+        assert_eq!(s.unavailable_replicas, Some(3));
+        assert_eq!(condition(&s, "Available").unwrap().reason.as_deref(), Some("MinimumReplicasUnavailable"));
+    }
 }
