@@ -132,7 +132,8 @@ pub fn netns_procs(ns: &str) -> Vec<Proc> {
 /// their OCI bundles (`linux.namespaces[type=network].path`): a pod's
 /// containers join the sandbox's namespace by /proc path, only the sandbox
 /// names a file there.
-pub fn sandbox_netns(state_dir: &Path) -> BTreeSet<String> {
+/// Each as (netns name, sandbox id).
+pub fn sandbox_netns(state_dir: &Path) -> BTreeSet<(String, String)> {
     let mut found = BTreeSet::new();
     let dirs = |p: PathBuf| std::fs::read_dir(p).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect::<Vec<_>>();
     for node in dirs(state_dir.join("nodes")) {
@@ -142,7 +143,8 @@ pub fn sandbox_netns(state_dir: &Path) -> BTreeSet<String> {
                 let Ok(spec) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
                 let path = spec["linux"]["namespaces"].as_array().and_then(|a| a.iter().find(|n| n["type"] == "network")).and_then(|n| n["path"].as_str()).unwrap_or("");
                 if let Some(name) = path.strip_prefix("/var/run/netns/").or_else(|| path.strip_prefix("/run/netns/")) {
-                    found.insert(name.to_string());
+                    let id = bundle.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+                    found.insert((name.to_string(), id));
                 }
             }
         }

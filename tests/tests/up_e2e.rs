@@ -236,7 +236,7 @@ fn up_two_nodes_demo_heals_spreads_and_down_cleans() {
     let pod_netns = sandbox_netns(&state);
     assert!(pod_netns.len() >= running, "{} sandbox netns for {running} pods: {pod_netns:?}", pod_netns.len());
     let mut procs: Vec<(String, Proc)> = Vec::new();
-    for ns in (1..=2).map(|n| format!("{prefix}-node{n}")).chain(pod_netns.iter().cloned()) {
+    for ns in (1..=2).map(|n| format!("{prefix}-node{n}")).chain(pod_netns.iter().map(|(ns, _)| ns.clone())) {
         let p = netns_procs(&ns);
         assert!(!p.is_empty(), "no process in netns {ns}");
         procs.extend(p.into_iter().map(|p| (ns.clone(), p)));
@@ -250,9 +250,14 @@ fn up_two_nodes_demo_heals_spreads_and_down_cleans() {
     let left: Vec<String> = procs.iter().filter(|(_, p)| alive(*p)).map(|(ns, p)| format!("{} in {ns}: {}", p.0, cmdline(p.0))).collect();
     assert!(left.is_empty(), "processes left after down:\n{}", left.join("\n"));
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    for ns in &pod_netns {
+    // libcni's cache (/var/lib/cni/results, shared by the machine) names
+    // each attachment after its sandbox: ours must be gone.
+    let cni_cache: Vec<String> = std::fs::read_dir("/var/lib/cni/results").into_iter().flatten().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    for (ns, sandbox) in &pod_netns {
         assert!(!Path::new("/run/netns").join(ns).exists(), "pod netns {ns} left");
         assert!(!mountinfo.contains(&format!("/netns/{ns} ")), "nsfs mount of {ns} left");
+        let cached: Vec<_> = cni_cache.iter().filter(|f| f.contains(sandbox.as_str())).collect();
+        assert!(cached.is_empty(), "CNI cache entries of sandbox {sandbox} left: {cached:?}");
     }
     let (ok, out) = c.rkube(&["status"]);
     assert!(ok && !out.lines().any(|l| l.contains(" ok")), "{out}");

@@ -102,19 +102,19 @@ pub fn delete(spec: &Spec) -> Vec<String> {
                 errors.push(format!("{e:#}"));
             }
         }
-        // Normally gone with the namespace (its peer was inside).
-        let veth = spec.veth(n);
-        if link_exists(&veth) {
-            if let Err(e) = ip(&["link", "del", &veth]) {
-                errors.push(format!("{e:#}"));
-            }
-        }
+        // Normally gone with the namespace (its peer was inside), but the
+        // kernel tears a namespace down asynchronously: the veth may still
+        // be listed, then vanish before `ip link del` reaches it.
+        errors.extend(delete_link(&spec.veth(n)));
     }
-    let br = spec.bridge();
-    if link_exists(&br) {
-        if let Err(e) = ip(&["link", "del", &br]) {
-            errors.push(format!("{e:#}"));
-        }
-    }
+    errors.extend(delete_link(&spec.bridge()));
     errors
+}
+
+/// `ip link del`; a link that is (or meanwhile went) away is no error.
+fn delete_link(name: &str) -> Option<String> {
+    match ip(&["link", "del", name]) {
+        Err(e) if link_exists(name) => Some(format!("{e:#}")),
+        _ => None,
+    }
 }
