@@ -2,7 +2,8 @@
 //! the CLI and kubectl pointed at its state directory, and `rkube down
 //! --purge` on drop, so a failed assertion leaves nothing behind.
 
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -96,4 +97,57 @@ pub fn free_ranges(seed: u32) -> (String, String) {
         }
         k += 7;
     }
+}
+
+/// A process: pid and start time (clock ticks after boot), so that a pid
+/// the kernel handed out again is not taken for the process we saw.
+pub type Proc = (i32, u64);
+
+/// Start time of `pid` (field 22 of /proc/PID/stat, counted after the
+/// `(comm)` field, which may hold spaces).
+pub fn proc_start(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Still running: same start time, and not a zombie (an exited process
+/// whose parent, often PID 1 for daemons, has not reaped it yet: it holds
+/// no resources but its pid).
+pub fn alive(p: Proc) -> bool {
+    let zombie = std::fs::read_to_string(format!("/proc/{}/stat", p.0)).ok().and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with(['Z', 'X']))).unwrap_or(true);
+    proc_start(p.0) == Some(p.1) && !zombie
+}
+
+pub fn cmdline(pid: i32) -> String {
+    String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()).replace('\0', " ")
+}
+
+/// The processes in the named network namespace `ns` (`ip netns pids`).
+pub fn netns_procs(ns: &str) -> Vec<Proc> {
+    run("ip", &["netns", "pids", ns]).1.lines().filter_map(|l| l.trim().parse().ok()).filter_map(|pid| proc_start(pid).map(|s| (pid, s))).collect()
+}
+
+/// The named network namespaces (`cni-…` under /run/netns) of the pod
+/// sandboxes that the nodes' containerds under `state_dir` run, read from
+/// their OCI bundles (`linux.namespaces[type=network].path`): a pod's
+/// containers join the sandbox's namespace by /proc path, only the sandbox
+/// names a file there.
+/// Each as (netns name, sandbox id).
+pub fn sandbox_netns(state_dir: &Path) -> BTreeSet<(String, String)> {
+    let mut found = BTreeSet::new();
+    let dirs = |p: PathBuf| std::fs::read_dir(p).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect::<Vec<_>>();
+    for node in dirs(state_dir.join("nodes")) {
+        for ns in dirs(node.join("ctrd/state/io.containerd.runtime.v2.task")) {
+            for bundle in dirs(ns) {
+                let Ok(text) = std::fs::read_to_string(bundle.join("config.json")) else { continue };
+                let Ok(spec) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+                let path = spec["linux"]["namespaces"].as_array().and_then(|a| a.iter().find(|n| n["type"] == "network")).and_then(|n| n["path"].as_str()).unwrap_or("");
+                if let Some(name) = path.strip_prefix("/var/run/netns/").or_else(|| path.strip_prefix("/run/netns/")) {
+                    let id = bundle.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+                    found.insert((name.to_string(), id));
+                }
+            }
+        }
+    }
+    found
 }

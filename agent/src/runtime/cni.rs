@@ -50,6 +50,11 @@ pub struct BridgeNetwork {
     pub subnet: Ipv4Net,
     /// host-local's lease directory (private, so instances never share leases).
     pub data_dir: PathBuf,
+    /// The bridge plugin's `ipMasq`: SNAT everything a pod sends outside its
+    /// own subnet, pods on other nodes included. True by default (one node,
+    /// no other pods to reach); `rkube up` turns it off and masquerades only
+    /// what leaves the cluster CIDR, so pods see each other's real addresses.
+    pub ip_masq: bool,
 }
 
 impl BridgeNetwork {
@@ -60,7 +65,7 @@ impl BridgeNetwork {
         if subnet.prefix_len() > 30 {
             bail!("pod CIDR {subnet} too small: needs a gateway and at least one pod address");
         }
-        Ok(Self { name: name.into(), bridge: bridge.into(), subnet: subnet.trunc(), data_dir: data_dir.into() })
+        Ok(Self { name: name.into(), bridge: bridge.into(), subnet: subnet.trunc(), data_dir: data_dir.into(), ip_masq: true })
     }
 
     /// The bridge's own address: the first host address, as host-local picks it.
@@ -78,7 +83,7 @@ impl BridgeNetwork {
                     "type": "bridge",
                     "bridge": self.bridge,
                     "isGateway": true,
-                    "ipMasq": true,
+                    "ipMasq": self.ip_masq,
                     "hairpinMode": true,
                     "ipam": {
                         "type": "host-local",
@@ -201,6 +206,14 @@ mod tests {
         // A host address inside the CIDR is normalised to the network.
         check("10.244.2.77/24", "10.244.2.0/24", "10.244.2.1");
         check("10.128.0.0/16", "10.128.0.0/16", "10.128.0.1");
+    }
+
+    #[test]
+    fn ip_masq_can_be_turned_off() {
+        let mut net = BridgeNetwork::new("n", "cni0", "10.0.1.0/24".parse().unwrap(), "/d").unwrap();
+        assert_eq!(net.conflist()["plugins"][0]["ipMasq"], true);
+        net.ip_masq = false;
+        assert_eq!(net.conflist()["plugins"][0]["ipMasq"], false);
     }
 
     #[test]

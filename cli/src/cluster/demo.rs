@@ -57,7 +57,10 @@ fn httpd(body: &str) -> String {
 
 /// The backend tier: Deployment + ClusterIP Service.
 pub fn backend(replicas: u32) -> Value {
-    let script = httpd("echo \"backend $(hostname)\"");
+    // And who asked: REMOTE_ADDR, which busybox httpd on a dual-stack
+    // socket writes as `[::ffff:a.b.c.d]`; the sed keeps `a.b.c.d`. Pods
+    // calling through the ClusterIP should appear with their own pod IP.
+    let script = httpd("echo \"backend $(hostname) from \\$(echo \\$REMOTE_ADDR | sed 's/.*://; s/]//')\"");
     json!({"apiVersion": "v1", "kind": "List", "items": [service("backend", "ClusterIP"), deployment("backend", replicas, &script)]})
 }
 
@@ -85,7 +88,7 @@ mod tests {
         // busybox applets for sh, httpd, hostname.
         let bin = dir.path().join("bin");
         std::fs::create_dir_all(&bin).unwrap();
-        for a in ["sh", "httpd", "hostname", "cat", "mkdir", "chmod", "echo"] {
+        for a in ["sh", "httpd", "hostname", "cat", "mkdir", "chmod", "echo", "sed"] {
             std::os::unix::fs::symlink("/bin/busybox", bin.join(a)).unwrap();
         }
         let mut child = std::process::Command::new("/bin/busybox")
@@ -104,7 +107,7 @@ mod tests {
         let _ = child.kill();
         let _ = child.wait();
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-        assert_eq!(answer.trim(), format!("backend {}", host.trim()));
+        assert_eq!(answer.trim(), format!("backend {} from 127.0.0.1", host.trim()));
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! * Pod routing without an overlay, as on one L2 segment (the "host-gw"
 //!   way): each node namespace routes the other nodes' podCIDRs via their
 //!   node IPs; the host routes every podCIDR via its node's IP.
+//! * Each node masquerades what its pods send outside the cluster CIDR;
+//!   pod to pod, across nodes too, keeps the pods' own addresses.
 //! * No default route anywhere we add routes: a packet for an address we
 //!   did not route has nowhere to go, so nothing leaves the machine.
 //!
@@ -75,6 +77,15 @@ pub fn create(spec: &Spec) -> anyhow::Result<()> {
             let via = spec.node_ip(m).to_string();
             in_ns(&ns, &["ip", "route", "replace", &spec.pod_cidr(m), "via", &via, "dev", "eth0"])?;
         }
+        // The CNI bridge runs without ipMasq: masquerade (to the node's IP)
+        // only what this node's pods send outside the cluster CIDR, as
+        // kubenet's `! -d <cluster-cidr> -j MASQUERADE`; pod to pod stays
+        // unNATed. In the node's own nat table, so it goes with the namespace.
+        let (pods, cluster) = (spec.pod_cidr(n), spec.cluster_cidr_str());
+        let rule = ["POSTROUTING", "-s", &pods, "!", "-d", &cluster, "-j", "MASQUERADE"];
+        if in_ns(&ns, &[&["iptables", "-w", "-t", "nat", "-C"][..], &rule].concat()).is_err() {
+            in_ns(&ns, &[&["iptables", "-w", "-t", "nat", "-A"][..], &rule].concat())?;
+        }
         let via = spec.node_ip(n).to_string();
         ip(&["route", "replace", &spec.pod_cidr(n), "via", &via, "dev", &br])?;
     }
@@ -91,19 +102,19 @@ pub fn delete(spec: &Spec) -> Vec<String> {
                 errors.push(format!("{e:#}"));
             }
         }
-        // Normally gone with the namespace (its peer was inside).
-        let veth = spec.veth(n);
-        if link_exists(&veth) {
-            if let Err(e) = ip(&["link", "del", &veth]) {
-                errors.push(format!("{e:#}"));
-            }
-        }
+        // Normally gone with the namespace (its peer was inside), but the
+        // kernel tears a namespace down asynchronously: the veth may still
+        // be listed, then vanish before `ip link del` reaches it.
+        errors.extend(delete_link(&spec.veth(n)));
     }
-    let br = spec.bridge();
-    if link_exists(&br) {
-        if let Err(e) = ip(&["link", "del", &br]) {
-            errors.push(format!("{e:#}"));
-        }
-    }
+    errors.extend(delete_link(&spec.bridge()));
     errors
+}
+
+/// `ip link del`; a link that is (or meanwhile went) away is no error.
+fn delete_link(name: &str) -> Option<String> {
+    match ip(&["link", "del", name]) {
+        Err(e) if link_exists(name) => Some(format!("{e:#}")),
+        _ => None,
+    }
 }

@@ -61,6 +61,16 @@ pub fn parse_net(s: &str, prefix: u8) -> anyhow::Result<Ipv4Addr> {
     })
 }
 
+/// `a.b.c.d/len` → its first and last address.
+pub fn cidr_bounds(s: &str) -> anyhow::Result<(Ipv4Addr, Ipv4Addr)> {
+    let (ip, len) = s.split_once('/').context("want an address/prefix CIDR")?;
+    let ip: Ipv4Addr = ip.parse().context("bad address")?;
+    let len: u32 = len.parse().ok().filter(|l| *l <= 32).context("bad prefix length")?;
+    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    let first = u32::from(ip) & mask;
+    Ok((first.into(), (first | !mask).into()))
+}
+
 impl Spec {
     pub fn file(state_dir: &Path) -> PathBuf {
         state_dir.join("cluster.json")
@@ -240,6 +250,14 @@ impl Spec {
                 bail!("{what} {ip} is not a private (RFC 1918) range: cluster addresses must stay on this machine");
             }
         }
+        // ClusterIPs are dialled from pods and nodes: a public range would
+        // shadow real addresses, and a packet no proxy rule matched could
+        // leave for the Internet. Both ends must be private (RFC 1918 blocks
+        // are aligned, so first and last private means the whole range is).
+        let (first, last) = cidr_bounds(&self.service_cidr).with_context(|| format!("--service-cluster-ip-range {:?}", self.service_cidr))?;
+        if !first.is_private() || !last.is_private() {
+            bail!("--service-cluster-ip-range {} is not inside a private (RFC 1918) range: cluster addresses must stay on this machine", self.service_cidr);
+        }
         Ok(())
     }
 }
@@ -318,6 +336,15 @@ mod tests {
         assert!(Spec { prefix: "waytoolongprefix".into(), ..spec() }.validate().is_err());
         assert!(Spec { cluster_cidr: "10.200.0.0".parse().unwrap(), ..spec() }.validate().is_err());
         assert!(Spec { subnet: "8.8.8.0".parse().unwrap(), ..spec() }.validate().is_err());
+        // The service range must be private from end to end.
+        assert!(Spec { service_cidr: "172.20.0.0/16".into(), ..spec() }.validate().is_ok());
+        let err = Spec { service_cidr: "100.64.0.0/12".into(), ..spec() }.validate().unwrap_err();
+        assert!(err.to_string().contains("not inside a private"), "{err}");
+        assert!(Spec { service_cidr: "8.8.0.0/16".into(), ..spec() }.validate().is_err());
+        // Starts private (10.0.0.0) but /7 runs on into public 11.x.
+        assert!(Spec { service_cidr: "10.0.0.0/7".into(), ..spec() }.validate().is_err());
+        assert!(Spec { service_cidr: "10.96.0.0".into(), ..spec() }.validate().is_err());
+        assert_eq!(cidr_bounds("10.96.0.0/12").unwrap(), (Ipv4Addr::new(10, 96, 0, 0), Ipv4Addr::new(10, 111, 255, 255)));
         assert!(parse_net("10.1.2.3/24", 24).unwrap() == Ipv4Addr::new(10, 1, 2, 0));
         assert!(parse_net("10.1.2.3/20", 24).is_err());
     }

@@ -118,9 +118,12 @@ fn stop_node_runtime(spec: &Spec, sup: &Supervisor, n: u32) -> Vec<String> {
             }
         }
     }
-    for (_, ns) in leftover_netns {
+    for (sandbox, ns) in leftover_netns {
         let _ = nix::mount::umount2(&ns, nix::mount::MntFlags::MNT_DETACH);
         let _ = std::fs::remove_file(&ns);
+        // containerd's own loopback attachment is cached machine-wide as
+        // cni-loopback-<sandbox>-lo; CNI DEL never ran for it either.
+        let _ = std::fs::remove_file(Path::new(CNI_CACHE_DIR).join(format!("cni-loopback-{sandbox}-lo")));
     }
     // libcni's cache of our attachments (named after our network).
     let prefix = format!("{}-", spec.cni_network(n));

@@ -77,6 +77,12 @@ pub fn rows(spec: &Spec) -> Vec<Row> {
         .collect()
 }
 
+/// Is an apiserver up to ask about nodes? `apiserver`, or with --ha any
+/// of `apiserver-1..3` (kubectl goes through HAProxy to a live one).
+fn apiserver_running(rows: &[Row]) -> bool {
+    rows.iter().any(|r| r.pid.is_some() && (r.name == "apiserver" || r.name.strip_prefix("apiserver-").is_some_and(|i| i.parse::<u32>().is_ok())))
+}
+
 pub fn run(o: Options) -> anyhow::Result<()> {
     let state_dir = o.state_dir.clone().unwrap_or_else(crate::cluster::default_state_dir);
     let Some(spec) = Spec::load(&state_dir)? else {
@@ -90,11 +96,30 @@ pub fn run(o: Options) -> anyhow::Result<()> {
         let pid = r.pid.map(|p| p.to_string()).unwrap_or_else(|| "stopped".into());
         println!("{:<20} {:>8}  {:<30} {}", r.name, pid, r.health, r.version);
     }
-    if rows.iter().any(|r| r.name == "apiserver" && r.pid.is_some()) {
+    if apiserver_running(&rows) {
         match crate::commands::up::kubectl(&spec, &["get", "nodes", "-o", "wide"]) {
             Ok(out) => println!("\n{out}"),
             Err(e) => println!("\nnodes: {e:#}"),
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(up: &[(&str, bool)]) -> Vec<Row> {
+        up.iter().map(|(n, up)| Row { name: n.to_string(), pid: up.then_some(1), health: String::new(), version: String::new() }).collect()
+    }
+
+    #[test]
+    fn nodes_shown_when_any_apiserver_runs() {
+        assert!(apiserver_running(&rows(&[("etcd", true), ("apiserver", true)])));
+        assert!(!apiserver_running(&rows(&[("etcd", true), ("apiserver", false)])));
+        // --ha: apiserver-1 is down, apiserver-3 still serves.
+        assert!(apiserver_running(&rows(&[("apiserver-1", false), ("apiserver-2", false), ("apiserver-3", true), ("haproxy", true)])));
+        assert!(!apiserver_running(&rows(&[("apiserver-1", false), ("apiserver-2", false), ("haproxy", true)])));
+        assert!(!apiserver_running(&rows(&[("node1-agent", true), ("apiserver-x", true)])));
+    }
 }

@@ -438,7 +438,12 @@ fn start_containerd(spec: &Spec, sup: &Supervisor, n: u32) -> anyhow::Result<()>
     // The CNI bridge lives inside the node's namespace, so every node can
     // call it cni0; the network name must be unique machine-wide (cache files).
     let pod_cidr = spec.pod_cidr(n).parse().context("pod CIDR")?;
-    BridgeNetwork::new(&spec.cni_network(n), "cni0", pod_cidr, &layout.cni_data_dir)?.write(&layout.cni_conf_dir)?;
+    let mut net = BridgeNetwork::new(&spec.cni_network(n), "cni0", pod_cidr, &layout.cni_data_dir)?;
+    // Pods reach pods on other nodes with their own addresses (no NAT, as
+    // Kubernetes' network model asks); the node masquerades only traffic
+    // leaving the cluster CIDR (see network::create).
+    net.ip_masq = false;
+    net.write(&layout.cni_conf_dir)?;
     std::fs::write(&layout.config, render_config(&layout, PAUSE_IMAGE, Path::new(DEBIAN_CNI_BIN_DIR)))?;
     let name = format!("node{n}-containerd");
     sup.start(&name, Some(&spec.netns(n)), Path::new(&which("containerd")?), &[s("--config"), layout.config.to_string_lossy().into_owned()])?;
