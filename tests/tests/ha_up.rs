@@ -46,6 +46,13 @@ fn up_ha_survives_an_apiserver_and_a_scheduler_leader_kill_and_down_cleans() {
     // kill -9 one apiserver: kubectl through HAProxy does not notice.
     let killed = c.pid("apiserver-1");
     unsafe { libc::kill(killed, libc::SIGKILL) };
+    // The kill is asynchronous: until the process has exited, its listening
+    // socket still completes TCP handshakes, and a connection HAProxy has
+    // already handed to it then ends in EOF — no proxy can resend that. The
+    // claim is about a dead apiserver, so wait until it is one.
+    wait("the killed apiserver has exited", Duration::from_secs(10), || {
+        std::fs::read_to_string(format!("/proc/{killed}/stat")).map_or(true, |s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
+    });
     let mut failures = Vec::new();
     for _ in 0..30 {
         let (ok, out) = c.kubectl(&["get", "--raw", "/api/v1/namespaces/default"]);
