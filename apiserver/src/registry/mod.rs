@@ -412,6 +412,8 @@ impl Registry {
         if let (Some(chain), Some(inputs)) = (&self.admission, &admission_inputs) {
             chain.admit(&adm_req, &mut obj, &inputs.state()).map_err(admission_error)?;
         }
+        // RBAC privilege-escalation prevention, before validation as upstream.
+        crate::security::check_rbac_write(self, ri, &obj, None)?;
         let errs = validation::validate(r.kind, &obj);
         if !errs.is_empty() {
             return Err(ApiError::invalid(r.group, r.kind, &name, errs));
@@ -643,6 +645,11 @@ impl Registry {
             }
             prepare_for_update(r, ri.subresource.as_deref(), &mut new, &old)?;
             defaults::apply(r.kind, &mut new);
+            // RBAC privilege-escalation prevention, before validation as upstream.
+            match crate::security::check_rbac_write(self, ri, &new, Some(&old)) {
+                Err(_) if from_cache => continue,
+                other => other?,
+            }
             let mut errs = validation::validate(r.kind, &new);
             errs.extend(validate_update(r, &new, &old));
             if !errs.is_empty() {
