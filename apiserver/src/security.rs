@@ -92,6 +92,54 @@ impl Security {
     }
 }
 
+tokio::task_local! {
+    /// Who is making the request being served, for the registry checks that
+    /// depend on it — upstream reads the user from the request context.
+    /// Unset on the insecure port and for the apiserver's own writes
+    /// (bootstrap objects, master leases): those are never checked.
+    pub static REQUESTER: Requester;
+}
+
+/// The authenticated user of a request, and the server's security stages.
+pub struct Requester {
+    pub user: UserInfo,
+    pub security: Arc<Security>,
+}
+
+/// RBAC privilege-escalation prevention for a write of a Role,
+/// ClusterRole, RoleBinding or ClusterRoleBinding ([`auth::escalation`]),
+/// with the requesting user, the live RBAC objects and the server's
+/// authorizer chain. Any other write, or one without a requester, passes.
+pub fn check_rbac_write(registry: &Registry, ri: &RequestInfo, new: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+    let r = ri.resource;
+    if r.group != auth::escalation::RBAC_GROUP {
+        return Ok(());
+    }
+    let Ok(Some(refusal)) = REQUESTER.try_with(|req| {
+        let namespace = ri.namespace.as_deref().unwrap_or_default();
+        let write = auth::escalation::Write {
+            resource: r.plural,
+            namespace,
+            request_name: ri.name.as_deref().unwrap_or_default(),
+            new,
+            old,
+        };
+        let authorized = |a: &Attributes| req.security.decide(&req.user, a, registry).is_allowed();
+        // A copy: `decide` takes the lock itself, and a second read lock
+        // on one thread can deadlock behind a waiting writer.
+        let rbac = req.security.rbac.read().unwrap().clone();
+        auth::escalation::check(&req.user, &write, &rbac, &authorized).err()
+    }) else {
+        return Ok(());
+    };
+    let name = new["metadata"]["name"].as_str().unwrap_or_default();
+    Err(match refusal {
+        auth::escalation::Refusal::Forbidden(why) => ApiError::forbidden(r.group, r.plural, name, &why),
+        auth::escalation::Refusal::RoleNotFound { resource, name } => ApiError::not_found(r.group, resource, &name),
+        auth::escalation::Refusal::Internal(e) => ApiError::internal(e),
+    })
+}
+
 /// The authorization attributes of a resource request. The name is the
 /// URL's only (a create has none, as upstream); a create's body name goes
 /// to `created_name`, for the Node authorizer alone.

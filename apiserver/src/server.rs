@@ -168,7 +168,15 @@ impl ApiServer {
             return self.review(&ri, user.as_ref(), &content_type, &body, &rendering);
         }
         let duplicates = duplicate_field_warnings(&ri, &q, &content_type, &body)?;
-        let mut out = self.dispatch(&ri, &q, &content_type, body).await?;
+        let dispatch = self.dispatch(&ri, &q, &content_type, body);
+        let mut out = match &user {
+            // The registry's RBAC escalation checks need to know who asks.
+            Some(u) => {
+                let requester = crate::security::Requester { user: u.clone(), security: self.security.clone() };
+                crate::security::REQUESTER.scope(requester, dispatch).await?
+            }
+            None => dispatch.await?,
+        };
         if let Output::Object { warnings, .. } = &mut out {
             warnings.extend(duplicates);
         }

@@ -159,6 +159,9 @@ fn qualified(group: &str, resource: &str) -> String {
 pub enum FieldErrorKind {
     Required,
     Invalid(String),
+    /// Invalid, with a value that is a struct: printed as rendered (Go's
+    /// `%#v`, `rbac.RoleRef{APIGroup:"...", ...}`), not quoted.
+    InvalidStruct(String),
     Duplicate(String),
     NotSupported(String, Vec<String>),
     Forbidden(String),
@@ -169,7 +172,7 @@ impl FieldErrorKind {
     fn reason(&self) -> &'static str {
         match self {
             FieldErrorKind::Required => "FieldValueRequired",
-            FieldErrorKind::Invalid(_) => "FieldValueInvalid",
+            FieldErrorKind::Invalid(_) | FieldErrorKind::InvalidStruct(_) => "FieldValueInvalid",
             FieldErrorKind::Duplicate(_) => "FieldValueDuplicate",
             FieldErrorKind::NotSupported(..) => "FieldValueNotSupported",
             FieldErrorKind::Forbidden(_) => "FieldValueForbidden",
@@ -193,6 +196,10 @@ impl FieldError {
     pub fn invalid(field: impl Into<String>, value: impl Into<String>, detail: impl Into<String>) -> Self {
         FieldError { field: field.into(), kind: FieldErrorKind::Invalid(detail.into()), value: Some(value.into()) }
     }
+    /// Invalid, the value a struct already rendered as Go's `%#v` renders it.
+    pub fn invalid_struct(field: impl Into<String>, rendered: impl Into<String>, detail: impl Into<String>) -> Self {
+        FieldError { field: field.into(), kind: FieldErrorKind::InvalidStruct(detail.into()), value: Some(rendered.into()) }
+    }
     pub fn duplicate(field: impl Into<String>, value: impl Into<String>) -> Self {
         FieldError { field: field.into(), kind: FieldErrorKind::Duplicate(String::new()), value: Some(value.into()) }
     }
@@ -213,6 +220,7 @@ impl FieldError {
         match &self.kind {
             FieldErrorKind::Required => "Required value".into(),
             FieldErrorKind::Invalid(d) => format!("Invalid value: {v}: {d}"),
+            FieldErrorKind::InvalidStruct(d) => format!("Invalid value: {}: {d}", self.value.as_deref().unwrap_or_default()),
             FieldErrorKind::Duplicate(_) => format!("Duplicate value: {v}"),
             FieldErrorKind::NotSupported(_, allowed) => format!(
                 "Unsupported value: {v}: supported values: {}",

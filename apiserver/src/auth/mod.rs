@@ -21,6 +21,7 @@
 //! them from the watch cache.
 
 pub mod bootstrap;
+pub mod escalation;
 pub mod node;
 pub mod rbac;
 pub mod review;

@@ -114,6 +114,11 @@ impl RbacData {
         self.cluster_roles.get(name).map(|r| r.rules.as_deref().unwrap_or(&[]))
     }
 
+    /// The rules of the Role `namespace/name`, if it exists.
+    pub fn role_rules(&self, namespace: &str, name: &str) -> Option<&[PolicyRule]> {
+        self.roles.get(&(namespace.to_string(), name.to_string())).map(|r| r.rules.as_deref().unwrap_or(&[]))
+    }
+
     /// Recomputes every aggregated ClusterRole (transitively: `admin`
     /// selects `edit`, which itself aggregates `view`).
     fn reaggregate(&mut self) {

@@ -412,6 +412,8 @@ impl Registry {
         if let (Some(chain), Some(inputs)) = (&self.admission, &admission_inputs) {
             chain.admit(&adm_req, &mut obj, &inputs.state()).map_err(admission_error)?;
         }
+        // RBAC privilege-escalation prevention, before validation as upstream.
+        crate::security::check_rbac_write(self, ri, &obj, None)?;
         let errs = validation::validate(r.kind, &obj);
         if !errs.is_empty() {
             return Err(ApiError::invalid(r.group, r.kind, &name, errs));
@@ -643,6 +645,11 @@ impl Registry {
             }
             prepare_for_update(r, ri.subresource.as_deref(), &mut new, &old)?;
             defaults::apply(r.kind, &mut new);
+            // RBAC privilege-escalation prevention, before validation as upstream.
+            match crate::security::check_rbac_write(self, ri, &new, Some(&old)) {
+                Err(_) if from_cache => continue,
+                other => other?,
+            }
             let mut errs = validation::validate(r.kind, &new);
             errs.extend(validate_update(r, &new, &old));
             if !errs.is_empty() {
@@ -1282,6 +1289,16 @@ fn validate_update(r: &ResourceInfo, new: &Value, old: &Value) -> Vec<FieldError
                 ));
             }
         }
+        // ValidateRoleBindingUpdate: a binding's role cannot change (delete
+        // and re-create it), so what it grants is decided once, at create.
+        "RoleBinding" | "ClusterRoleBinding" => {
+            let role_ref = |o: &Value| ["apiGroup", "kind", "name"].map(|k| o["roleRef"][k].as_str().unwrap_or("").to_string());
+            if role_ref(new) != role_ref(old) {
+                let [group, kind, name] = role_ref(new);
+                let rendered = format!("rbac.RoleRef{{APIGroup:{group:?}, Kind:{kind:?}, Name:{name:?}}}");
+                errs.push(FieldError::invalid_struct("roleRef", rendered, "cannot change roleRef"));
+            }
+        }
         "Deployment" | "ReplicaSet" => {
             if new["spec"]["selector"] != old["spec"]["selector"] {
                 errs.push(FieldError::invalid("spec.selector", new["spec"]["selector"].to_string(), "field is immutable"));
@@ -1418,6 +1435,23 @@ impl ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn role_ref_is_immutable() {
+        let rb = resources::find("rbac.authorization.k8s.io", "v1", "rolebindings").unwrap();
+        let b = |name: &str| {
+            json!({"metadata": {"name": "b", "labels": {"x": name}},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name}})
+        };
+        assert!(validate_update(rb, &b("view"), &b("view")).is_empty());
+        let errs = validate_update(rb, &b("admin"), &b("view"));
+        let e = ApiError::invalid(rb.group, rb.kind, "b", errs);
+        assert_eq!(
+            e.message,
+            r#"RoleBinding "b" is invalid: roleRef: Invalid value: rbac.RoleRef{APIGroup:"rbac.authorization.k8s.io", Kind:"ClusterRole", Name:"admin"}: cannot change roleRef"#
+        );
+        assert_eq!(e.to_status()["details"]["causes"][0]["reason"], "FieldValueInvalid");
+    }
 
     #[test]
     fn storage_form_orders_top_level_and_drops_resource_version() {

@@ -118,6 +118,7 @@ pub fn validate(kind: &str, obj: &Value) -> Vec<FieldError> {
         "Pod" => pod_spec("spec", spec, &mut errs),
         "Deployment" | "ReplicaSet" => workload(spec, &mut errs),
         "Service" => service(spec, &mut errs),
+        "RoleBinding" | "ClusterRoleBinding" => role_binding(kind, obj, &mut errs),
         "ConfigMap" | "Secret" => {
             for field in ["data", "binaryData", "stringData"] {
                 for k in obj[field].as_object().into_iter().flatten().map(|(k, _)| k) {
@@ -137,6 +138,40 @@ pub fn validate(kind: &str, obj: &Value) -> Vec<FieldError> {
         _ => {}
     }
     errs
+}
+
+/// ValidateRoleBinding / ValidateClusterRoleBinding: the roleRef names a
+/// Role or ClusterRole (a ClusterRoleBinding only a ClusterRole) of the
+/// RBAC group, by a valid name; each subject has a name and a known kind.
+fn role_binding(kind: &str, obj: &Value, errs: &mut Vec<FieldError>) {
+    let role_ref = &obj["roleRef"];
+    let at = |v: &Value, k: &str| v[k].as_str().unwrap_or("").to_string();
+    let group = at(role_ref, "apiGroup");
+    if group != "rbac.authorization.k8s.io" {
+        errs.push(FieldError::not_supported("roleRef.apiGroup", group, &["rbac.authorization.k8s.io"]));
+    }
+    let ref_kind = at(role_ref, "kind");
+    let kinds: &[&str] = if kind == "ClusterRoleBinding" { &["ClusterRole"] } else { &["Role", "ClusterRole"] };
+    if !kinds.contains(&ref_kind.as_str()) {
+        errs.push(FieldError::not_supported("roleRef.kind", ref_kind, kinds));
+    }
+    match at(role_ref, "name") {
+        n if n.is_empty() => errs.push(FieldError::required("roleRef.name")),
+        n => {
+            if let Some(msg) = check_name(NameRule::PathSegment, &n) {
+                errs.push(FieldError::invalid("roleRef.name", n, msg));
+            }
+        }
+    }
+    for (i, subject) in obj["subjects"].as_array().into_iter().flatten().enumerate() {
+        if at(subject, "name").is_empty() {
+            errs.push(FieldError::required(format!("subjects[{i}].name")));
+        }
+        let k = at(subject, "kind");
+        if !matches!(k.as_str(), "ServiceAccount" | "User" | "Group") {
+            errs.push(FieldError::not_supported(format!("subjects[{i}].kind"), k, &["ServiceAccount", "User", "Group"]));
+        }
+    }
 }
 
 fn pod_spec(path: &str, spec: &Value, errs: &mut Vec<FieldError>) {
@@ -371,6 +406,32 @@ mod tests {
             "Deployment",
             d(json!({"matchLabels": {"app": "a"}}), json!({"app": "b"})),
             &["spec.template.metadata.labels: Invalid value: \"{\\\"app\\\":\\\"b\\\"}\": `selector` does not match template `labels`"],
+        );
+    }
+
+    #[test]
+    fn role_bindings() {
+        let b = |role_ref: Value, subjects: Value| json!({"metadata": {"name": "b"}, "roleRef": role_ref, "subjects": subjects});
+        let admin = json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"});
+        let jane = json!([{"kind": "User", "name": "jane"}]);
+        check("RoleBinding", b(admin.clone(), jane.clone()), &[]);
+        check("ClusterRoleBinding", b(admin, jane.clone()), &[]);
+        check("RoleBinding", b(json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"}), json!([])), &[]);
+        check(
+            "RoleBinding",
+            b(json!({"apiGroup": "example.com", "kind": "Foo", "name": ""}), json!([{"kind": "Robot", "name": ""}])),
+            &["roleRef.apiGroup: Unsupported value: \"example.com\": supported values: \"rbac.authorization.k8s.io\"",
+              "roleRef.kind: Unsupported value: \"Foo\": supported values: \"Role\", \"ClusterRole\"",
+              "roleRef.name: Required value",
+              "subjects[0].name: Required value",
+              "subjects[0].kind: Unsupported value: \"Robot\": supported values: \"ServiceAccount\", \"User\", \"Group\""],
+        );
+        // A ClusterRoleBinding refers to a ClusterRole only; names are path segments.
+        check(
+            "ClusterRoleBinding",
+            b(json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "a/b"}), jane),
+            &["roleRef.kind: Unsupported value: \"Role\": supported values: \"ClusterRole\"",
+              "roleRef.name: Invalid value: \"a/b\": may not contain '/'"],
         );
     }
 
