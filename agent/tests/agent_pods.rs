@@ -368,7 +368,8 @@ async fn bad_images_back_off_crash_loops_back_off_and_others_run() {
     assert!(msg.contains(absent), "{msg}");
     let p = get_pod(&pods, "badimage").await.unwrap();
     assert_eq!(p.status.unwrap().phase.as_deref(), Some("Pending"));
-    let never = get_pod(&pods, "never").await.unwrap();
+    // Each pod has its own worker: "never" need not have been synced yet.
+    let never = wait_pod(&pods, "never", "ErrImageNeverPull", Duration::from_secs(60), &mut n.agent, |p| waiting(p).is_some_and(|(r, _)| r == "ErrImageNeverPull")).await;
     let (reason, message) = waiting(&never).unwrap();
     assert_eq!(reason, "ErrImageNeverPull");
     assert_eq!(message, format!("Container image \"{absent}\" is not present with pull policy of Never"));

@@ -78,7 +78,10 @@ impl ApiError {
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<FieldError>) -> Self {
         let list = causes.iter().map(|c| c.to_string()).collect::<Vec<_>>();
         let joined = if list.len() == 1 { list[0].clone() } else { format!("[{}]", list.join(", ")) };
-        let mut e = Self::new(422, "Invalid", format!("{} \"{}\" is invalid: {}", kind, name, joined))
+        // The kind is qualified by its group, as schema.GroupKind prints it
+        // (`Deployment.apps "web" is invalid: ...`; core kinds stay bare).
+        let qualified_kind = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+        let mut e = Self::new(422, "Invalid", format!("{qualified_kind} \"{name}\" is invalid: {joined}"))
             .with_details(name, group, kind);
         if let Some(Value::Object(d)) = e.details.as_mut() {
             d.insert(
@@ -250,6 +253,9 @@ mod tests {
         let e = ApiError::invalid("", "Pod", "p", vec![FieldError::required("spec.containers")]);
         assert_eq!(e.message, "Pod \"p\" is invalid: spec.containers: Required value");
         assert_eq!(e.to_status()["details"]["causes"][0]["reason"], "FieldValueRequired");
+        let e = ApiError::invalid("apps", "Deployment", "web", vec![FieldError::required("spec.selector")]);
+        assert_eq!(e.message, "Deployment.apps \"web\" is invalid: spec.selector: Required value");
+        assert_eq!((e.to_status()["details"]["group"].as_str(), e.to_status()["details"]["kind"].as_str()), (Some("apps"), Some("Deployment")));
         let e = ApiError::invalid(
             "",
             "Pod",

@@ -387,8 +387,8 @@ impl Registry {
                     meta.insert("name".into(), json!(n));
                 }
                 _ => {
-                    let kind = r.kind;
-                    return Err(ApiError::invalid(r.group, kind, "", vec![FieldError::required("metadata.name")])
+                    let kind = if r.group.is_empty() { r.kind.to_string() } else { format!("{}.{}", r.kind, r.group) };
+                    return Err(ApiError::invalid(r.group, r.kind, "", vec![FieldError::required("metadata.name")])
                         .with_message(format!("{kind} \"\" is invalid: metadata.name: Required value: name or generateName is required")));
                 }
             }
@@ -1448,7 +1448,7 @@ mod tests {
         let e = ApiError::invalid(rb.group, rb.kind, "b", errs);
         assert_eq!(
             e.message,
-            r#"RoleBinding "b" is invalid: roleRef: Invalid value: rbac.RoleRef{APIGroup:"rbac.authorization.k8s.io", Kind:"ClusterRole", Name:"admin"}: cannot change roleRef"#
+            r#"RoleBinding.rbac.authorization.k8s.io "b" is invalid: roleRef: Invalid value: rbac.RoleRef{APIGroup:"rbac.authorization.k8s.io", Kind:"ClusterRole", Name:"admin"}: cannot change roleRef"#
         );
         assert_eq!(e.to_status()["details"]["causes"][0]["reason"], "FieldValueInvalid");
     }
