@@ -269,4 +269,67 @@ mod tests {
             json!({"spec": {"containers": [{"name": "c", "args": ["z"]}]}}),
             json!({"spec": {"containers": [{"name": "c", "args": ["z"]}]}}));
     }
+
+    /// Applies `patch` as a strategic merge patch and checks the result; also
+    /// checks that a plain JSON merge patch (RFC 7386, which replaces lists
+    /// whole) would give something else, so the test proves list merging.
+    fn check_smp_not_merge(kind: &str, current: Value, patch: Value, expected: Value) {
+        check(SMP, kind, current.clone(), patch.clone(), expected.clone());
+        let plain = apply("application/merge-patch+json", &current, patch.to_string().as_bytes(), kind).unwrap();
+        assert_ne!(plain, expected, "merge patch would give the same result for {patch}; the test proves nothing");
+    }
+
+    #[test]
+    fn strategic_merges_env_by_name() {
+        let cur = json!({"spec": {"containers": [{"name": "c", "image": "x", "env": [
+            {"name": "A", "value": "1"}, {"name": "B", "value": "2"}, {"name": "C", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}]}});
+        // `kubectl set env pod/p B=20 D=4` sends the changed and new variables only.
+        check_smp_not_merge("Pod", cur.clone(),
+            json!({"spec": {"containers": [{"name": "c", "env": [{"name": "B", "value": "20"}, {"name": "D", "value": "4"}]}]}}),
+            json!({"spec": {"containers": [{"name": "c", "image": "x", "env": [
+                {"name": "A", "value": "1"}, {"name": "B", "value": "20"},
+                {"name": "C", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}, {"name": "D", "value": "4"}]}]}}));
+        // Deleting one variable by name keeps the others.
+        check_smp_not_merge("Pod", cur,
+            json!({"spec": {"containers": [{"name": "c", "env": [{"name": "A", "$patch": "delete"}]}]}}),
+            json!({"spec": {"containers": [{"name": "c", "image": "x", "env": [
+                {"name": "B", "value": "2"}, {"name": "C", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}]}}));
+    }
+
+    #[test]
+    fn strategic_merges_volumes_by_name() {
+        let cur = json!({"spec": {"template": {"spec": {"volumes": [
+            {"name": "data", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "old"}}]}}}});
+        check_smp_not_merge("Deployment", cur,
+            json!({"spec": {"template": {"spec": {"volumes": [
+                {"name": "cfg", "configMap": {"name": "new"}}, {"name": "secret", "secret": {"secretName": "s"}}]}}}}),
+            json!({"spec": {"template": {"spec": {"volumes": [
+                {"name": "data", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "new"}},
+                {"name": "secret", "secret": {"secretName": "s"}}]}}}}));
+    }
+
+    #[test]
+    fn strategic_merges_container_ports_by_container_port() {
+        let cur = json!({"spec": {"containers": [{"name": "web", "image": "nginx", "ports": [
+            {"containerPort": 80, "name": "http", "protocol": "TCP"}, {"containerPort": 9090, "name": "metrics", "protocol": "TCP"}]}]}});
+        check_smp_not_merge("Pod", cur,
+            json!({"spec": {"containers": [{"name": "web", "ports": [{"containerPort": 80, "name": "web"}, {"containerPort": 443, "name": "https"}]}]}}),
+            json!({"spec": {"containers": [{"name": "web", "image": "nginx", "ports": [
+                {"containerPort": 80, "name": "web", "protocol": "TCP"},
+                {"containerPort": 9090, "name": "metrics", "protocol": "TCP"},
+                {"containerPort": 443, "name": "https"}]}]}}));
+    }
+
+    #[test]
+    fn strategic_merges_service_ports_keeping_unmentioned() {
+        let cur = json!({"spec": {"type": "ClusterIP", "ports": [
+            {"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"},
+            {"name": "https", "port": 443, "targetPort": 8443, "protocol": "TCP"}]}});
+        // Only port 80 is mentioned: 443 must survive (a replace would drop it).
+        check_smp_not_merge("Service", cur,
+            json!({"spec": {"ports": [{"port": 80, "targetPort": 9090}]}}),
+            json!({"spec": {"type": "ClusterIP", "ports": [
+                {"name": "http", "port": 80, "targetPort": 9090, "protocol": "TCP"},
+                {"name": "https", "port": 443, "targetPort": 8443, "protocol": "TCP"}]}}));
+    }
 }
