@@ -302,3 +302,58 @@ async fn deletecollection_with_label_selector() {
     assert_eq!(names("/api/v1/namespaces/default/configmaps"), ["c", "d"]);
     assert_eq!(names("/api/v1/namespaces/kube-system/configmaps"), ["e"]);
 }
+
+/// etcd's own gauge of open watchers (`etcd_debugging_mvcc_watcher_total`).
+fn etcd_watchers(c: &Cluster) -> f64 {
+    let m = e2e::http(&c.etcd.endpoint, "GET", "/metrics", None, b"").text();
+    m.lines()
+        .find_map(|l| l.strip_prefix("etcd_debugging_mvcc_watcher_total "))
+        .unwrap_or_else(|| panic!("no etcd_debugging_mvcc_watcher_total in etcd's /metrics"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Many watchers, one etcd watch per resource: 30 open pod watches through
+/// the apiserver are served from its watch cache, so etcd's watcher count
+/// stays where it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn many_watchers_share_one_etcd_watch() {
+    use std::io::{Read, Write};
+    let c = Cluster::start();
+    let before = etcd_watchers(&c);
+    // The gauge counts the apiserver's own cache watches (one per resource).
+    assert!(before >= 1.0, "etcd reports {before} watchers with an apiserver running");
+    let hostport = c.api.url.trim_start_matches("http://").to_string();
+    let mut streams = Vec::new();
+    for _ in 0..30 {
+        let mut s = std::net::TcpStream::connect(&hostport).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        write!(s, "GET /api/v1/pods?watch=true&timeoutSeconds=30 HTTP/1.1\r\nHost: {hostport}\r\n\r\n").unwrap();
+        // The response head arrives once the watch is established.
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(s.read(&mut b).unwrap(), 1, "watch closed early: {}", String::from_utf8_lossy(&head));
+            head.push(b[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
+        streams.push(s);
+    }
+    // Every watch is live: each sees the pod created now.
+    let r = c.http("POST", "/api/v1/namespaces/default/pods", JSON,
+        json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}).to_string().as_bytes());
+    assert_eq!(r.status, 201, "{}", r.text());
+    for s in &mut streams {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).contains(r#""type":"ADDED""#) {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "watch ended before the ADDED event: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    let during = etcd_watchers(&c);
+    assert!(during <= before + 2.0, "etcd watchers grew from {before} to {during} with 30 apiserver watches open");
+    eprintln!("etcd watchers: {before} before, {during} with 30 pod watches open");
+}
