@@ -395,3 +395,28 @@ async fn watch_from_compacted_revision_is_410_gone() {
         assert_eq!((ev[0]["type"].as_str(), ev[0]["object"]["code"].as_u64(), ev[0]["object"]["reason"].as_str()), (Some("ERROR"), Some(410), Some("Expired")), "{ev:?}");
     }
 }
+
+/// `--etcd-prefix=/other`: every key the apiserver writes — objects,
+/// namespaces, the ClusterIP bitmap — is under /other/, none under /registry/.
+#[tokio::test(flavor = "multi_thread")]
+async fn etcd_prefix_is_honoured_for_every_key() {
+    let c = Cluster::start_with(&["--etcd-prefix=/other"]);
+    let post = |path: &str, body: Value| {
+        let r = c.http("POST", path, JSON, body.to_string().as_bytes());
+        assert_eq!(r.status, 201, "{path}: {}", r.text());
+    };
+    post("/api/v1/namespaces", json!({"metadata": {"name": "team"}}));
+    post("/api/v1/namespaces/team/pods", json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}));
+    post("/api/v1/namespaces/team/services", json!({"metadata": {"name": "web"}, "spec": {"type": "ClusterIP", "ports": [{"port": 80}]}}));
+    let r = c.http("GET", "/api/v1/namespaces/team/services/web", None, b"");
+    assert!(r.json()["spec"]["clusterIP"].as_str().is_some_and(|ip| ip.starts_with("10.")), "{}", r.text());
+
+    let keys: Vec<String> = c.etcd.keys().await.into_iter().map(|(k, _)| k).collect();
+    let outside: Vec<&String> = keys.iter().filter(|k| !k.starts_with("/other/")).collect();
+    assert!(outside.is_empty(), "keys outside /other/: {outside:?}");
+    assert!(!keys.iter().any(|k| k.starts_with("/registry")), "{keys:?}");
+    for want in ["/other/namespaces/team", "/other/pods/team/p", "/other/ranges/serviceips", "/other/namespaces/default"] {
+        assert!(keys.iter().any(|k| k == want), "no {want} in {keys:?}");
+    }
+    assert!(keys.iter().any(|k| k.starts_with("/other/services/") && k.ends_with("/team/web")), "no service key in {keys:?}");
+}
