@@ -277,3 +277,45 @@ fn kubectl_1_32_version_pod_table_and_strict_apply() {
     );
     assert_eq!(c.http("GET", "/api/v1/namespaces/default/pods/strict", None, b"").status, 404);
 }
+
+/// `kubectl delete pod` waits: a bound pod is deleted gracefully (it stays,
+/// with a deletionTimestamp, until the node agent confirms or grace 0), and
+/// kubectl keeps watching by name until DELETED. A force delete through the
+/// API ends the wait: kubectl exits 0 with nothing on stderr.
+#[test]
+fn kubectl_1_32_delete_pod_waits_for_graceful_deletion() {
+    let c = Cluster::start();
+    stdout_ok(&c, "default", &["run", "slow", "--image=busybox:1"], None);
+    let bind = serde_json::json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "slow"}, "target": {"kind": "Node", "name": "node-1"}});
+    let r = c.http("POST", "/api/v1/namespaces/default/pods/slow/binding", Some("application/json"), bind.to_string().as_bytes());
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    let mut child = c.kubectl_cmd("default", &["delete", "pod", "slow"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // kubectl has asked for the delete: the pod is marked, not gone.
+    e2e::wait_until("deletionTimestamp set", Duration::from_secs(10), || {
+        c.http("GET", "/api/v1/namespaces/default/pods/slow", None, b"").json()["metadata"]["deletionTimestamp"].is_string()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(child.try_wait().unwrap().is_none(), "kubectl delete returned while the pod still exists");
+    assert_eq!(c.http("GET", "/api/v1/namespaces/default/pods/slow", None, b"").status, 200);
+
+    let r = c.http("DELETE", "/api/v1/namespaces/default/pods/slow?gracePeriodSeconds=0", None, b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("kubectl delete still waiting 10s after the pod was force-deleted");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(status.success(), "kubectl delete failed: {stderr}");
+    assert!(stderr.trim().is_empty(), "kubectl printed to stderr: {stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), r#"pod "slow" deleted"#);
+    assert_eq!(c.http("GET", "/api/v1/namespaces/default/pods/slow", None, b"").status, 404);
+}
