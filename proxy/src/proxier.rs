@@ -651,6 +651,19 @@ impl Proxier {
 /// UDP conntrack entries to flush when a Service's ports change from `old`
 /// to `new` (upstream's `conntrack.CleanStaleEntries`).
 fn conntrack_cleanups(old: &[ProxiedPort], new: &[ProxiedPort], out: &mut BTreeSet<Cleanup>) {
+    // An endpoint that is back (a cleanup for it still pending after a
+    // failed attempt) serves again: flushing now would cut its live flows.
+    for n in new.iter().filter(|p| p.name.protocol == Protocol::Udp) {
+        for ep in &n.endpoints {
+            out.remove(&Cleanup::ServiceEndpoint { service_ip: n.cluster_ip, endpoint_ip: ep.ip });
+            if let Some(np) = n.node_port {
+                out.remove(&Cleanup::NodePortEndpoint { node_port: np, endpoint_ip: ep.ip });
+            }
+            for ip in &n.external_ips {
+                out.remove(&Cleanup::ServiceEndpoint { service_ip: *ip, endpoint_ip: ep.ip });
+            }
+        }
+    }
     for o in old.iter().filter(|p| p.name.protocol == Protocol::Udp) {
         let n = new.iter().find(|p| p.name == o.name);
         for ep in &o.endpoints {
@@ -1079,5 +1092,25 @@ mod tests {
         // …and once done it is not repeated.
         assert_eq!(p.sync(SyncKind::Auto).unwrap().conntrack_cleanups, 0);
         assert_eq!(lock(&ct.0).len(), 1);
+    }
+
+    #[test]
+    fn pending_cleanup_of_an_endpoint_that_came_back_is_dropped() {
+        let (p, _, ct) = setup();
+        p.on_services_synced();
+        p.on_endpoints_synced();
+        p.on_service_update(&svc("a", "dns", "10.96.0.10", "UDP"));
+        p.on_endpoints_update(&eps("a", "dns", &["10.1.0.1", "10.1.0.2"], "UDP"));
+        p.sync(SyncKind::Auto).unwrap();
+        lock(&ct.0).clear();
+        // 10.1.0.2 leaves; its cleanup fails and stays pending…
+        p.on_endpoints_update(&eps("a", "dns", &["10.1.0.1"], "UDP"));
+        *lock(&ct.1) = 1;
+        p.sync(SyncKind::Auto).unwrap();
+        // …then it comes back before the retry: its flows are live again.
+        p.on_endpoints_update(&eps("a", "dns", &["10.1.0.1", "10.1.0.2"], "UDP"));
+        let r = p.sync(SyncKind::Auto).unwrap();
+        assert_eq!(r.conntrack_cleanups, 0);
+        assert!(lock(&ct.0).is_empty(), "flushed a live endpoint: {:?}", lock(&ct.0));
     }
 }
