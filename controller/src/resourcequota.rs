@@ -191,8 +191,19 @@ impl ResourceQuotaController {
     /// Upstream `syncResourceQuota`: recount and write the status if it
     /// changed.
     pub async fn sync(&self, key: &str) -> anyhow::Result<()> {
-        let Some(quota) = self.quotas.get(key) else { return Ok(()) };
-        let namespace = ns(&quota.metadata).to_string();
+        let Some(cached) = self.quotas.get(key) else { return Ok(()) };
+        let namespace = ns(&cached.metadata).to_string();
+        // The quota itself is read fresh: admission charges it on every
+        // create, and those status writes do not queue a recount (as
+        // upstream). Compared with a cached copy that has not yet seen the
+        // last charges, a recount could find "nothing changed" and leave the
+        // charge of an object deleted since in place until the next resync.
+        let api: Api<ResourceQuota> = Api::namespaced(self.client.clone(), &namespace);
+        let quota = match api.get(name(&cached.metadata)).await {
+            Ok(q) => Arc::new(q),
+            Err(e) if is_not_found(&e) => return Ok(()),
+            Err(e) => return Err(e).context("reading resource quota"),
+        };
         let resources: BTreeSet<String> = hard(&quota).into_iter().flatten().filter_map(|(k, _)| counted_resource(k)).collect();
         let objects: Vec<(String, Value)> =
             resources.iter().flat_map(|r| self.objects(r, &namespace).into_iter().map(move |o| (r.clone(), o))).collect();
@@ -202,9 +213,8 @@ impl ResourceQuotaController {
         }
         let mut updated = (*quota).clone();
         updated.status = Some(desired_status(&quota, &used));
-        // Carries the cached resourceVersion: if admission charged the
+        // Carries the resourceVersion just read: if admission charged the
         // quota meanwhile, this is a 409 and the key is retried.
-        let api: Api<ResourceQuota> = Api::namespaced(self.client.clone(), &namespace);
         match api.replace_status(name(&quota.metadata), &PostParams::default(), serde_json::to_vec(&updated)?).await {
             Ok(_) => {
                 tracing::info!(quota = key, used = ?updated.status.as_ref().and_then(|s| s.used.as_ref()), "recounted resource quota usage");
