@@ -1070,8 +1070,9 @@ mod tests {
         assert!(p.healthz().0);
     }
 
-    #[test]
-    fn failed_conntrack_cleanup_is_retried_at_the_next_sync() {
+    /// A UDP service whose endpoint 10.1.0.2 has just left, and whose
+    /// conntrack cleanup for it failed (so it is still pending).
+    fn udp_endpoint_left_and_its_cleanup_failed() -> (Arc<Proxier>, Arc<FakeConntrack>) {
         let (p, _, ct) = setup();
         p.on_services_synced();
         p.on_endpoints_synced();
@@ -1079,12 +1080,17 @@ mod tests {
         p.on_endpoints_update(&eps("a", "dns", &["10.1.0.1", "10.1.0.2"], "UDP"));
         p.sync(SyncKind::Auto).unwrap();
         lock(&ct.0).clear();
-        let gone = Cleanup::ServiceEndpoint { service_ip: "10.96.0.10".parse().unwrap(), endpoint_ip: "10.1.0.2".parse().unwrap() };
-
         p.on_endpoints_update(&eps("a", "dns", &["10.1.0.1"], "UDP"));
         *lock(&ct.1) = 1;
         p.sync(SyncKind::Auto).unwrap();
         assert!(lock(&ct.0).is_empty(), "the cleanup failed");
+        (p, ct)
+    }
+
+    #[test]
+    fn failed_conntrack_cleanup_is_retried_at_the_next_sync() {
+        let (p, ct) = udp_endpoint_left_and_its_cleanup_failed();
+        let gone = Cleanup::ServiceEndpoint { service_ip: "10.96.0.10".parse().unwrap(), endpoint_ip: "10.1.0.2".parse().unwrap() };
         // The next sync (nothing changed: no restore at all) tries again…
         let r = p.sync(SyncKind::Auto).unwrap();
         assert_eq!((r.bytes, r.conntrack_cleanups), (0, 1));
@@ -1096,18 +1102,8 @@ mod tests {
 
     #[test]
     fn pending_cleanup_of_an_endpoint_that_came_back_is_dropped() {
-        let (p, _, ct) = setup();
-        p.on_services_synced();
-        p.on_endpoints_synced();
-        p.on_service_update(&svc("a", "dns", "10.96.0.10", "UDP"));
-        p.on_endpoints_update(&eps("a", "dns", &["10.1.0.1", "10.1.0.2"], "UDP"));
-        p.sync(SyncKind::Auto).unwrap();
-        lock(&ct.0).clear();
-        // 10.1.0.2 leaves; its cleanup fails and stays pending…
-        p.on_endpoints_update(&eps("a", "dns", &["10.1.0.1"], "UDP"));
-        *lock(&ct.1) = 1;
-        p.sync(SyncKind::Auto).unwrap();
-        // …then it comes back before the retry: its flows are live again.
+        let (p, ct) = udp_endpoint_left_and_its_cleanup_failed();
+        // 10.1.0.2 comes back before the retry: its flows are live again.
         p.on_endpoints_update(&eps("a", "dns", &["10.1.0.1", "10.1.0.2"], "UDP"));
         let r = p.sync(SyncKind::Auto).unwrap();
         assert_eq!(r.conntrack_cleanups, 0);
