@@ -272,11 +272,16 @@ async fn drop_cleans_up_after_containerd_crash() {
     let pid = ctrd.pid().unwrap() as i32;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
     let (dir, bridge, net_name) = (ctrd.layout().dir.clone(), ctrd.network().bridge.clone(), ctrd.network().name.clone());
-    assert!(iptables_rules().contains(&format!("name: \\\"{net_name}\\\"")), "masquerade rules were installed for {net_name}");
+    let (pods_chain, masq_chain) = ctrd.network().chains();
+    let rules = iptables_rules();
+    for chain in [&pods_chain, &masq_chain] {
+        assert!(rules.contains(&format!("-j {chain}")), "node rules of {net_name}: jump to {chain} missing:\n{rules}");
+    }
     drop(ctrd);
-    // CNI DEL was replayed from libcni's cache: no masquerade or firewall rule is left for the pod.
+    // The node's chains and jumps are gone, and no rule names the pod.
     let rules = iptables_rules();
     assert!(!rules.contains(&net_name), "{rules}");
+    assert!(!rules.contains(&pods_chain) && !rules.contains(&masq_chain), "{rules}");
     assert!(!rules.contains(&format!("{ip}/32")), "{rules}");
     assert!(!Path::new(&netns).exists(), "netns {netns} removed");
     let cache: Vec<String> = std::fs::read_dir("/var/lib/cni/results")
@@ -308,4 +313,114 @@ fn processes_with_args(prefix: &[&str]) -> usize {
             args.len() >= prefix.len() && prefix.iter().zip(&args).all(|(p, a)| p.as_bytes() == *a)
         })
         .count()
+}
+
+/// `ip ARGS`, panicking with its stderr on failure.
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip").args(args).output().expect("ip");
+    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+}
+
+/// Named network namespaces and a process in one of them, removed on drop
+/// (also when the test fails).
+struct Scratch {
+    netns: Vec<String>,
+    server: Option<std::process::Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.server.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in &self.netns {
+            let _ = std::process::Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// The pod network's node-wide rules (kubenet's way: FORWARD accepts the
+/// bridge's traffic; what pods send beyond the non-masquerade CIDR leaves
+/// with the node's address) are what takes a pod's packets off its node.
+///
+/// The node and a host outside it are network namespaces joined by a veth,
+/// neither with a route off the machine. The node's FORWARD policy is DROP,
+/// and the outside host has no route back to the pods: a pod's request only
+/// arrives because the node accepts and masquerades it, and the server sees
+/// the node's address. With the rules removed the same request gets nowhere.
+#[test]
+fn node_rules_take_pod_traffic_beyond_the_node() {
+    let tag = std::process::id();
+    let (node, outside) = (format!("rkn-{tag}"), format!("rko-{tag}"));
+    let mut scratch = Scratch { netns: vec![], server: None, dir: tempfile::tempdir().unwrap() };
+    for ns in [&node, &outside] {
+        ip(&["netns", "add", ns]);
+        scratch.netns.push(ns.clone());
+        ip(&["-n", ns, "link", "set", "lo", "up"]);
+    }
+    ip(&["-n", &node, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1", "netns", &outside]);
+    ip(&["-n", &node, "addr", "add", "10.213.98.1/24", "dev", "eth0"]);
+    ip(&["-n", &node, "link", "set", "eth0", "up"]);
+    ip(&["-n", &outside, "addr", "add", "10.213.98.2/24", "dev", "eth1"]);
+    ip(&["-n", &outside, "link", "set", "eth1", "up"]);
+    let in_node = |args: &[&str]| {
+        let out = std::process::Command::new("ip").args(["netns", "exec", &node]).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    in_node(&["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+    in_node(&["iptables", "-w", "-P", "FORWARD", "DROP"]);
+    // The outside host: busybox httpd with a CGI script that says who asked.
+    let cgi = scratch.dir.path().join("cgi-bin");
+    std::fs::create_dir_all(&cgi).unwrap();
+    std::fs::write(cgi.join("who"), "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"from $REMOTE_ADDR\"\n").unwrap();
+    std::process::Command::new("chmod").arg("+x").arg(cgi.join("who")).status().unwrap();
+    scratch.server = Some(
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &outside, "busybox", "httpd", "-f", "-p", "8080", "-h"])
+            .arg(scratch.dir.path())
+            .spawn()
+            .unwrap(),
+    );
+
+    let ns_path = format!("/run/netns/{node}");
+    let result = std::thread::spawn(move || {
+        // This thread, its runtime and containerd live in the node namespace.
+        nix::sched::setns(std::fs::File::open(&ns_path).unwrap(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            let ctrd = PrivateContainerd::start(PrivateContainerdConfig::new("10.213.11.0/24".parse().unwrap())).await.expect("start");
+            let mut cri = ctrd.client().await.unwrap();
+            let (_pod, ctr, pod_ip) = run_web_pod(&mut cri, "net-out", &ctrd.layout().pod_logs.clone(), 8084).await;
+            let ask = ExecSyncRequest {
+                container_id: ctr.clone(),
+                cmd: ["sh", "-c", "printf 'GET /cgi-bin/who HTTP/1.0\\r\\n\\r\\n' | nc -w 3 10.213.98.2 8080"].map(String::from).to_vec(),
+                timeout: 10,
+            };
+            // httpd in the other namespace may still be starting: retry briefly.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let answer = loop {
+                let out = cri.runtime.exec_sync(ask.clone()).await.unwrap().into_inner();
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                if text.contains("from ") || Instant::now() > deadline {
+                    break text;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            };
+            assert!(answer.contains("from ") && answer.contains("10.213.98.1"), "the server should see the node's address: {answer:?}");
+            assert!(!answer.contains(&pod_ip.to_string()), "{answer:?}");
+            // Without the node's rules the packet is dropped in FORWARD.
+            assert_eq!(ctrd.network().remove_node_rules(None), Vec::<String>::new());
+            let out = cri.runtime.exec_sync(ask).await.unwrap().into_inner();
+            assert!(!String::from_utf8_lossy(&out.stdout).contains("from "), "reached the server without the node rules: {out:?}");
+            drop(cri);
+            ctrd.stop().await.expect("tear-down");
+        });
+    })
+    .join();
+    drop(scratch);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
 }

@@ -129,6 +129,31 @@ impl Drop for Netns {
     }
 }
 
+/// A tmpfs mounted on a fresh directory under /tmp, unmounted and removed on
+/// drop (lazily, so a busy mount cannot fail the drop).
+pub struct Tmpfs {
+    pub path: PathBuf,
+}
+
+impl Tmpfs {
+    pub fn mount(prefix: &str) -> anyhow::Result<Self> {
+        let path = tempfile::Builder::new().prefix(prefix).tempdir()?.keep();
+        let me = Tmpfs { path };
+        nix::mount::mount(Some("tmpfs"), &me.path, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("mode=0755"))
+            .with_context(|| format!("mounting a tmpfs on {}", me.path.display()))?;
+        Ok(me)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.path, nix::mount::MntFlags::MNT_DETACH);
+        if let Err(e) = std::fs::remove_dir_all(&self.path) {
+            eprintln!("rkube: removing {}: {e}", self.path.display());
+        }
+    }
+}
+
 /// Where a benchmark measures its raw etcd ceiling, and how it clears up.
 ///
 /// etcd 3.4 (Debian's) copies its whole write-back read buffer on every

@@ -1,22 +1,29 @@
-//! The pod network, as CNI configuration.
+//! The pod network, as CNI configuration plus a few node-wide rules.
 //!
 //! Kubernetes leaves pod networking to CNI plugins called by the runtime: for
 //! each sandbox, containerd creates a network namespace and runs the plugins
-//! of the first conflist in its `conf_dir`. A single node needs no overlay:
+//! of the first conflist in its `conf_dir`. A single node needs no overlay.
+//! The set-up is kubenet's, the network plugin kubelet itself shipped:
 //!
 //! * `bridge` — a Linux bridge on the host, one veth per pod. `isGateway`
 //!   gives the bridge the subnet's first address so it is each pod's default
-//!   gateway; `ipMasq` SNATs pod traffic leaving the subnet (pod addresses
-//!   never leave the machine); `hairpinMode` lets a pod reach itself through
-//!   a Service IP (kube-proxy's DNAT sends the packet back out the same port).
+//!   gateway; `hairpinMode` lets a pod reach itself through a Service IP
+//!   (kube-proxy's DNAT sends the packet back out the same port).
 //!   `hairpinMode` and `promiscMode` must not both be set.
 //! * `host-local` IPAM — hands out addresses from the node's `podCIDR`
 //!   (`Node.spec.podCIDR`), recording leases as files in `dataDir`.
-//! * `firewall` — accepts the pod's traffic in FORWARD, so pods work even on a
-//!   host whose FORWARD policy is DROP.
 //! * `portmap` — `hostPort` support.
 //!
 //! containerd adds the `loopback` plugin by itself.
+//!
+//! What the plugins could do per pod is done once per node instead
+//! ([`BridgeNetwork::install_node_rules`]): accepting the bridge's traffic in
+//! FORWARD (so pods work on a host whose FORWARD policy is DROP) and
+//! masquerading what pods send outside `non_masquerade_cidr` (kubelet's
+//! former `--non-masquerade-cidr`). The bridge plugin's `ipMasq` and the
+//! `firewall` plugin would add and remove rules for every pod: about fourteen
+//! `iptables` runs per sandbox, a quarter of the runtime's CPU per pod here
+//! (docs/benchmarks.md, "Agent"). Two chains per node cover every pod.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,6 +34,7 @@ use base64::Engine;
 use ipnet::Ipv4Net;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 /// The CNI spec version the conflist declares; the Debian plugins (1.1) and
 /// containerd 1.6's libcni both speak it.
@@ -50,11 +58,12 @@ pub struct BridgeNetwork {
     pub subnet: Ipv4Net,
     /// host-local's lease directory (private, so instances never share leases).
     pub data_dir: PathBuf,
-    /// The bridge plugin's `ipMasq`: SNAT everything a pod sends outside its
-    /// own subnet, pods on other nodes included. True by default (one node,
-    /// no other pods to reach); `rkube up` turns it off and masquerades only
-    /// what leaves the cluster CIDR, so pods see each other's real addresses.
-    pub ip_masq: bool,
+    /// Masquerade (SNAT to the node's address) what pods send to
+    /// destinations outside this range; `None` masquerades nothing. By
+    /// default the node's own podCIDR (one node, no other pods to reach; what
+    /// the bridge plugin's `ipMasq` does); `rkube up` sets the cluster CIDR,
+    /// so pods on other nodes see each other's real addresses.
+    pub non_masquerade_cidr: Option<Ipv4Net>,
 }
 
 impl BridgeNetwork {
@@ -65,7 +74,8 @@ impl BridgeNetwork {
         if subnet.prefix_len() > 30 {
             bail!("pod CIDR {subnet} too small: needs a gateway and at least one pod address");
         }
-        Ok(Self { name: name.into(), bridge: bridge.into(), subnet: subnet.trunc(), data_dir: data_dir.into(), ip_masq: true })
+        let subnet = subnet.trunc();
+        Ok(Self { name: name.into(), bridge: bridge.into(), subnet, data_dir: data_dir.into(), non_masquerade_cidr: Some(subnet) })
     }
 
     /// The bridge's own address: the first host address, as host-local picks it.
@@ -83,7 +93,8 @@ impl BridgeNetwork {
                     "type": "bridge",
                     "bridge": self.bridge,
                     "isGateway": true,
-                    "ipMasq": self.ip_masq,
+                    // Masquerading is one node-wide rule (install_node_rules).
+                    "ipMasq": false,
                     "hairpinMode": true,
                     "ipam": {
                         "type": "host-local",
@@ -92,7 +103,6 @@ impl BridgeNetwork {
                         "dataDir": self.data_dir,
                     }
                 },
-                { "type": "firewall" },
                 { "type": "portmap", "capabilities": { "portMappings": true } }
             ]
         })
@@ -106,6 +116,123 @@ impl BridgeNetwork {
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         Ok(path)
     }
+}
+
+/// Where the node-wide rules live, and in which network namespace.
+impl BridgeNetwork {
+    /// The filter chain accepting the bridge's traffic and the nat chain
+    /// masquerading it: `RKUBE-PODS-<8 hex>` and `RKUBE-MASQ-<8 hex>`, from
+    /// the network's name (iptables allows 28 characters).
+    pub fn chains(&self) -> (String, String) {
+        let sum = Sha256::digest(self.name.as_bytes());
+        let tag: String = sum[..4].iter().map(|b| format!("{b:02x}")).collect();
+        (format!("RKUBE-PODS-{tag}"), format!("RKUBE-MASQ-{tag}"))
+    }
+
+    fn comment(&self) -> String {
+        format!("rkube pod network {}", self.name)
+    }
+
+    /// The `iptables` runs (arguments after `iptables -w`) that set the rules
+    /// up. Each chain is created (an error if it exists is ignored), flushed
+    /// and filled, so a re-run converges; the jumps from FORWARD and
+    /// POSTROUTING are added when `-C` does not find them.
+    pub fn node_rules(&self) -> Vec<Vec<String>> {
+        let (pods, masq) = self.chains();
+        let comment = self.comment();
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut runs = vec![
+            v(&["-t", "filter", "-N", &pods]),
+            v(&["-t", "filter", "-F", &pods]),
+            v(&["-t", "filter", "-A", &pods, "-i", &self.bridge, "-j", "ACCEPT"]),
+            v(&["-t", "filter", "-A", &pods, "-o", &self.bridge, "-j", "ACCEPT"]),
+            v(&["-t", "filter", "-I", "FORWARD", "-m", "comment", "--comment", &comment, "-j", &pods]),
+        ];
+        if let Some(keep) = self.non_masquerade_cidr {
+            let (subnet, keep) = (self.subnet.to_string(), keep.to_string());
+            runs.extend([
+                v(&["-t", "nat", "-N", &masq]),
+                v(&["-t", "nat", "-F", &masq]),
+                v(&["-t", "nat", "-A", &masq, "-d", &keep, "-j", "RETURN"]),
+                // Multicast stays as it is (the bridge plugin's ipMasq does the same).
+                v(&["-t", "nat", "-A", &masq, "-d", "224.0.0.0/4", "-j", "RETURN"]),
+                v(&["-t", "nat", "-A", &masq, "-j", "MASQUERADE"]),
+                v(&["-t", "nat", "-I", "POSTROUTING", "-s", &subnet, "-m", "comment", "--comment", &comment, "-j", &masq]),
+            ]);
+        }
+        runs
+    }
+
+    /// Sets up the node-wide rules (see the module docs), in the network
+    /// namespace `netns` (a name under /run/netns) or the caller's own.
+    pub fn install_node_rules(&self, netns: Option<&str>) -> Result<()> {
+        for args in self.node_rules() {
+            let (table, op) = (&args[1], args[2].as_str());
+            match op {
+                // An existing chain (left by an earlier run) is flushed next.
+                "-N" => {
+                    let _ = iptables(netns, &args);
+                }
+                // Add a jump only once.
+                "-I" => {
+                    let mut check = args.clone();
+                    check[2] = "-C".into();
+                    if iptables(netns, &check).is_err() {
+                        iptables(netns, &args).with_context(|| format!("adding the {table} jump to {}", args[3]))?;
+                    }
+                }
+                _ => iptables(netns, &args)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the node-wide rules; what is already gone is no error.
+    /// Returns what could not be removed.
+    pub fn remove_node_rules(&self, netns: Option<&str>) -> Vec<String> {
+        let mut errors = Vec::new();
+        for args in self.node_rules().into_iter().filter(|a| a[2] == "-I") {
+            let mut del = args.clone();
+            del[2] = "-D".into();
+            // Delete every copy of the jump (a crashed run may have left one).
+            for _ in 0..16 {
+                if iptables(netns, &del).is_err() {
+                    break;
+                }
+            }
+        }
+        let (pods, masq) = self.chains();
+        for (table, chain) in [("filter", pods), ("nat", masq)] {
+            let exists = iptables(netns, &["-t".into(), table.into(), "-S".into(), chain.clone()]).is_ok();
+            if !exists {
+                continue;
+            }
+            for op in ["-F", "-X"] {
+                if let Err(e) = iptables(netns, &["-t".into(), table.into(), op.into(), chain.clone()]) {
+                    errors.push(format!("{e:#}"));
+                    break;
+                }
+            }
+        }
+        errors
+    }
+}
+
+/// Runs `iptables -w ARGS`, in `netns` if given (`ip netns exec`).
+fn iptables(netns: Option<&str>, args: &[String]) -> Result<()> {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "iptables"]);
+            c
+        }
+        None => Command::new("iptables"),
+    };
+    let out = cmd.arg("-w").args(args).stdin(Stdio::null()).output().context("running iptables (install iptables)")?;
+    if !out.status.success() {
+        bail!("iptables {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
 }
 
 /// libcni's cache record for one attachment.
@@ -189,7 +316,8 @@ mod tests {
         assert_eq!(list["cniVersion"], CNI_VERSION);
         assert_eq!(list["name"], "rk");
         let types: Vec<&str> = list["plugins"].as_array().unwrap().iter().map(|p| p["type"].as_str().unwrap()).collect();
-        assert_eq!(types, ["bridge", "firewall", "portmap"]);
+        assert_eq!(types, ["bridge", "portmap"]);
+        assert_eq!(list["plugins"][0]["ipMasq"], false, "masquerading is a node-wide rule");
         let bridge = &list["plugins"][0];
         assert_eq!(bridge["bridge"], "rkbr0");
         assert_eq!(bridge["hairpinMode"], true);
@@ -208,12 +336,47 @@ mod tests {
         check("10.128.0.0/16", "10.128.0.0/16", "10.128.0.1");
     }
 
+    fn check_rules(non_masquerade_cidr: Option<&str>, expected: &[&str]) {
+        let mut net = BridgeNetwork::new("rkube-n1", "cni0", "10.244.1.0/24".parse().unwrap(), "/d").unwrap();
+        net.non_masquerade_cidr = non_masquerade_cidr.map(|c| c.parse().unwrap());
+        let (pods, masq) = net.chains();
+        let got: Vec<String> = net.node_rules().iter().map(|a| a.join(" ").replace(&pods, "PODS").replace(&masq, "MASQ")).collect();
+        assert_eq!(got, expected);
+    }
+
     #[test]
-    fn ip_masq_can_be_turned_off() {
-        let mut net = BridgeNetwork::new("n", "cni0", "10.0.1.0/24".parse().unwrap(), "/d").unwrap();
-        assert_eq!(net.conflist()["plugins"][0]["ipMasq"], true);
-        net.ip_masq = false;
-        assert_eq!(net.conflist()["plugins"][0]["ipMasq"], false);
+    fn node_rules() {
+        let filter = [
+            "-t filter -N PODS",
+            "-t filter -F PODS",
+            "-t filter -A PODS -i cni0 -j ACCEPT",
+            "-t filter -A PODS -o cni0 -j ACCEPT",
+            "-t filter -I FORWARD -m comment --comment rkube pod network rkube-n1 -j PODS",
+        ];
+        let nat = |keep: &str| {
+            [
+                "-t nat -N MASQ".to_string(),
+                "-t nat -F MASQ".into(),
+                format!("-t nat -A MASQ -d {keep} -j RETURN"),
+                "-t nat -A MASQ -d 224.0.0.0/4 -j RETURN".into(),
+                "-t nat -A MASQ -j MASQUERADE".into(),
+                "-t nat -I POSTROUTING -s 10.244.1.0/24 -m comment --comment rkube pod network rkube-n1 -j MASQ".into(),
+            ]
+        };
+        // By default: everything leaving the node's own podCIDR is masqueraded.
+        let default: Vec<String> = filter.iter().map(|s| s.to_string()).chain(nat("10.244.1.0/24")).collect();
+        let net = BridgeNetwork::new("rkube-n1", "cni0", "10.244.1.0/24".parse().unwrap(), "/d").unwrap();
+        assert_eq!(net.non_masquerade_cidr, Some("10.244.1.0/24".parse().unwrap()));
+        check_rules(Some("10.244.1.0/24"), &default.iter().map(String::as_str).collect::<Vec<_>>());
+        // A cluster: pod to pod keeps its addresses.
+        let cluster: Vec<String> = filter.iter().map(|s| s.to_string()).chain(nat("10.244.0.0/16")).collect();
+        check_rules(Some("10.244.0.0/16"), &cluster.iter().map(String::as_str).collect::<Vec<_>>());
+        check_rules(None, &filter);
+        // Chain names fit iptables' 28 characters and differ per network.
+        let (p, m) = net.chains();
+        assert!(p.starts_with("RKUBE-PODS-") && m.starts_with("RKUBE-MASQ-") && p.len() <= 28 && m.len() <= 28, "{p} {m}");
+        let other = BridgeNetwork::new("rkube-n2", "cni0", "10.244.1.0/24".parse().unwrap(), "/d").unwrap();
+        assert_ne!(other.chains(), net.chains());
     }
 
     #[test]
@@ -229,7 +392,7 @@ mod tests {
         let list = net.conflist();
         let prev = json!({ "cniVersion": CNI_VERSION, "ips": [{ "address": "10.1.0.2/24" }] });
         let conf = plugin_stdin(&list, &list["plugins"][1], Some(&prev));
-        assert_eq!(conf, json!({ "type": "firewall", "name": "rk", "cniVersion": CNI_VERSION, "prevResult": prev }));
+        assert_eq!(conf, json!({ "type": "portmap", "capabilities": { "portMappings": true }, "name": "rk", "cniVersion": CNI_VERSION, "prevResult": prev }));
     }
 
     #[test]

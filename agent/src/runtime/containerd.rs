@@ -12,7 +12,9 @@
 //! * its own CNI bridge (`rkb<8 hex>`) and network name (`rkube-<8 hex>`) over
 //!   the podCIDR the caller gives, so instances never share leases or cache
 //!   files (containerd 1.6 writes its CNI cache as
-//!   `/var/lib/cni/results/<network>-<sandbox id>-<ifname>`);
+//!   `/var/lib/cni/results/<network>-<sandbox id>-<ifname>`), and the
+//!   network's node-wide iptables chains (FORWARD accept, masquerade; see
+//!   [`cni`]);
 //! * the CRI plugin pointed at our pause image (`sandbox_image`), Debian's
 //!   CNI plugins (`bin_dir`), overlayfs snapshots, and
 //!   `restrict_oom_score_adj = true` (root here lacks CAP_SYS_RESOURCE, and
@@ -25,8 +27,8 @@
 //! stops and removes every pod sandbox through CRI (which tears down pod
 //! networking and stops the shims), stops containerd, kills any shim and
 //! runc container that survived, unmounts whatever is still mounted under our
-//! directory, deletes the bridge and our CNI cache files, and removes the
-//! directory.
+//! directory, deletes the bridge, its iptables chains and our CNI cache
+//! files, and removes the directory.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -229,6 +231,7 @@ impl PrivateContainerd {
             std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
         }
         self.network.write(&l.cni_conf_dir)?;
+        self.network.install_node_rules(None).context("setting up the pod network's iptables rules")?;
         std::fs::write(&l.config, render_config(l, &config.sandbox_image, &config.cni_bin_dir))?;
         let log = std::fs::File::create(&l.log)?;
         let child = Command::new(&config.containerd)
@@ -379,7 +382,7 @@ impl PrivateContainerd {
         }
         errors.extend(delete_runc_containers(&self.layout.runc_root));
         // Attachments containerd did not tear down: replay CNI DEL from libcni's
-        // cache (releases the IP, masquerade and firewall rules).
+        // cache (releases the IP and any hostPort rules).
         if let Ok(entries) = std::fs::read_dir(CNI_CACHE_DIR) {
             let prefix = format!("{}-", self.network.name);
             for e in entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(&prefix)) {
@@ -414,6 +417,7 @@ impl PrivateContainerd {
         if let Err(e) = delete_link(&self.network.bridge) {
             errors.push(e);
         }
+        errors.extend(self.network.remove_node_rules(None));
         if let Err(e) = std::fs::remove_dir_all(&self.layout.dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 errors.push(format!("removing {}: {e}", self.layout.dir.display()));

@@ -9,7 +9,8 @@
 //!   way): each node namespace routes the other nodes' podCIDRs via their
 //!   node IPs; the host routes every podCIDR via its node's IP.
 //! * Each node masquerades what its pods send outside the cluster CIDR;
-//!   pod to pod, across nodes too, keeps the pods' own addresses.
+//!   pod to pod, across nodes too, keeps the pods' own addresses (the rule
+//!   is the node's CNI network's, set up with its containerd in `up`).
 //! * No default route anywhere we add routes: a packet for an address we
 //!   did not route has nowhere to go, so nothing leaves the machine.
 //!
@@ -76,15 +77,6 @@ pub fn create(spec: &Spec) -> anyhow::Result<()> {
         for m in spec.node_range().filter(|m| *m != n) {
             let via = spec.node_ip(m).to_string();
             in_ns(&ns, &["ip", "route", "replace", &spec.pod_cidr(m), "via", &via, "dev", "eth0"])?;
-        }
-        // The CNI bridge runs without ipMasq: masquerade (to the node's IP)
-        // only what this node's pods send outside the cluster CIDR, as
-        // kubenet's `! -d <cluster-cidr> -j MASQUERADE`; pod to pod stays
-        // unNATed. In the node's own nat table, so it goes with the namespace.
-        let (pods, cluster) = (spec.pod_cidr(n), spec.cluster_cidr_str());
-        let rule = ["POSTROUTING", "-s", &pods, "!", "-d", &cluster, "-j", "MASQUERADE"];
-        if in_ns(&ns, &[&["iptables", "-w", "-t", "nat", "-C"][..], &rule].concat()).is_err() {
-            in_ns(&ns, &[&["iptables", "-w", "-t", "nat", "-A"][..], &rule].concat())?;
         }
         let via = spec.node_ip(n).to_string();
         ip(&["route", "replace", &spec.pod_cidr(n), "via", &via, "dev", &br])?;

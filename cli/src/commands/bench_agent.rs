@@ -46,6 +46,11 @@ pub struct Options {
     /// The real node's podCIDR (its bridge exists only in the bench's namespace).
     #[arg(long, default_value = "10.244.0.0/24")]
     pub pod_cidr: String,
+    /// Where the real node's containerd keeps its root (metadata, snapshots)
+    /// and state: `tmpfs`, a tmpfs mounted for the run, or `disk`, under /tmp.
+    /// The runtime is thrown away after the run either way.
+    #[arg(long, value_enum, default_value_t = Storage::Tmpfs)]
+    pub containerd_storage: Storage,
     /// Passed to the real node's agent: pods starting at once (0: no bound).
     #[arg(long, default_value_t = 4)]
     pub max_parallel_pod_starts: usize,
@@ -56,6 +61,13 @@ pub struct Options {
     /// they go to a temporary directory, removed unless the run fails.
     #[arg(long)]
     pub log_dir: Option<PathBuf>,
+}
+
+/// See [`Options::containerd_storage`].
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    Tmpfs,
+    Disk,
 }
 
 const NODE: &str = "bench-node";
@@ -178,6 +190,8 @@ struct StartupCpu {
     shims_and_runc: f64,
     /// etcd, apiserver, controller, scheduler.
     control_plane: f64,
+    /// `tmpfs` or `disk` (--containerd-storage).
+    containerd_storage: &'static str,
 }
 
 fn cpu_of(pids: &[u32]) -> Duration {
@@ -186,7 +200,18 @@ fn cpu_of(pids: &[u32]) -> Duration {
 
 async fn pod_startup(o: &Options, dir: &Path, base: &str, client: kube::Client, control_plane: &[u32]) -> Result<(StartupReport, StartupCpu)> {
     let started = Instant::now();
-    let ctrd = PrivateContainerd::start(PrivateContainerdConfig::new(o.pod_cidr.parse().context("--pod-cidr")?)).await?;
+    // A throwaway runtime needs no disk. On this project's VM, ext4's
+    // directory allocation (each container makes several directories) cost
+    // the runtime about a fifth of its CPU per pod (docs/benchmarks.md).
+    let tmpfs = match o.containerd_storage {
+        Storage::Tmpfs => Some(procs::Tmpfs::mount("rkube-bench-ctrd-")?),
+        Storage::Disk => None,
+    };
+    let mut config = PrivateContainerdConfig::new(o.pod_cidr.parse().context("--pod-cidr")?);
+    if let Some(t) = &tmpfs {
+        config.parent_dir = t.path.clone();
+    }
+    let ctrd = PrivateContainerd::start(config).await?;
     let controller = start_component("rkube-controller", dir, base).await?;
     let scheduler = start_component("rkube-scheduler", dir, base).await?;
     let (port, healthz) = (free_port()?, free_port()?);
@@ -232,6 +257,10 @@ async fn pod_startup(o: &Options, dir: &Path, base: &str, client: kube::Client, 
         containerd_and_cni: cs(before.3, after.3),
         shims_and_runc: cs(Duration::ZERO, cpu_of(&pids_with_arg(&ctrd.socket().to_string_lossy()))),
         control_plane: cs(before.4, after.4),
+        containerd_storage: match o.containerd_storage {
+            Storage::Tmpfs => "tmpfs",
+            Storage::Disk => "disk",
+        },
     };
     let result = result.with_context(|| log_tail(&agent_log));
     // Stop whatever would react to pods disappearing, then the runtime with every pod.
@@ -240,6 +269,7 @@ async fn pod_startup(o: &Options, dir: &Path, base: &str, client: kube::Client, 
     drop(controller);
     let _ = std::fs::copy(&ctrd.layout().log, dir.join("containerd.log"));
     let stopped = ctrd.stop().await;
+    drop(tmpfs);
     let r = result?;
     stopped.context("stopping containerd")?;
     Ok((r, cpu))
@@ -287,7 +317,7 @@ fn startup_json(r: &StartupReport, cpu: &StartupCpu) -> Value {
 
 fn print_startup(r: &StartupReport, cpu: &StartupCpu) {
     let (p50, p99, max) = (r.ready_percentile_ms(50.0), r.ready_percentile_ms(99.0), r.ready_percentile_ms(100.0));
-    println!("## pod startup: Deployment of {} pods, one node on containerd (images present)", r.pods);
+    println!("## pod startup: Deployment of {} pods, one node on containerd (images present; its storage on {})", r.pods, cpu.containerd_storage);
     println!("  {:<34} {:>22}   {}", "figure", "measured", "target");
     println!("  {:<34} {:>22}", "creation → Running p50 / p99 / max", format!("{:.0} / {:.0} / {:.0} ms", r.running_percentile_ms(50.0), r.running_percentile_ms(99.0), r.running_percentile_ms(100.0)));
     println!("  {:<34} {:>22}   < 1000 ms: {}", "creation → Ready p50", format!("{p50:.0} ms"), verdict(p50 < 1000.0));
@@ -295,7 +325,7 @@ fn print_startup(r: &StartupReport, cpu: &StartupCpu) {
     println!("  {:<34} {:>22}", "creation → Ready max", format!("{max:.0} ms"));
     println!("  {:<34} {:>22}", format!("Deployment created → all {} Ready", r.pods), format!("{:.0} ms", r.all_ready_ms));
     println!(
-        "  CPU meanwhile (core-seconds over {:.1} s): machine {:.2} of {:.2}; agent {:.2}, containerd + CNI {:.2}, shims + runc {:.2}, control plane {:.2}, the rest (other users) {:.2}",
+        "  CPU meanwhile (core-seconds over {:.1} s): machine {:.2} of {:.2}; agent {:.2}, containerd + CNI {:.2}, shims + runc {:.2}, control plane {:.2}, the rest (the pods' own processes incl. runc init, the kernel, other users) {:.2}",
         cpu.wall_s,
         cpu.machine_busy,
         cpu.wall_s * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64,

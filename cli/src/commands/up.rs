@@ -441,9 +441,11 @@ fn start_containerd(spec: &Spec, sup: &Supervisor, n: u32) -> anyhow::Result<()>
     let mut net = BridgeNetwork::new(&spec.cni_network(n), "cni0", pod_cidr, &layout.cni_data_dir)?;
     // Pods reach pods on other nodes with their own addresses (no NAT, as
     // Kubernetes' network model asks); the node masquerades only traffic
-    // leaving the cluster CIDR (see network::create).
-    net.ip_masq = false;
+    // leaving the cluster CIDR, as kubenet's `! -d <cluster-cidr> -j
+    // MASQUERADE`. The rules are in the node's namespace, so they go with it.
+    net.non_masquerade_cidr = Some(spec.cluster_cidr_str().parse().context("cluster CIDR")?);
     net.write(&layout.cni_conf_dir)?;
+    net.install_node_rules(Some(&spec.netns(n)))?;
     std::fs::write(&layout.config, render_config(&layout, PAUSE_IMAGE, Path::new(DEBIAN_CNI_BIN_DIR)))?;
     let name = format!("node{n}-containerd");
     sup.start(&name, Some(&spec.netns(n)), Path::new(&which("containerd")?), &[s("--config"), layout.config.to_string_lossy().into_owned()])?;
