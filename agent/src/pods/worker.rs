@@ -179,20 +179,30 @@ impl Worker {
 
     /// Runs until the pod is deleted (from the API, or through `None` on `rx`).
     pub async fn run(mut self, mut rx: watch::Receiver<Option<Arc<Pod>>>) {
+        let (mut sync, mut deadline) = (true, Instant::now());
         loop {
-            let wait = match self.sync().await {
-                Ok(Next::Done) => return,
-                Ok(Next::Wait(d)) => d,
-                Err(e) => {
-                    tracing::warn!(pod = self.name(), error = %format!("{e:#}"), "pod sync failed");
-                    Duration::from_secs(1)
-                }
-            };
+            if sync {
+                let wait = match self.sync().await {
+                    Ok(Next::Done) => return,
+                    Ok(Next::Wait(d)) => d,
+                    Err(e) => {
+                        tracing::warn!(pod = self.name(), error = %format!("{e:#}"), "pod sync failed");
+                        Duration::from_secs(1)
+                    }
+                };
+                deadline = Instant::now() + wait;
+            }
+            sync = true;
             tokio::select! {
                 changed = rx.changed() => {
                     let latest = rx.borrow_and_update().clone();
                     match (changed, latest) {
-                        (Ok(()), Some(p)) => self.pod = p,
+                        (Ok(()), Some(p)) => {
+                            // The watch echoes our own status update: nothing
+                            // for the runtime to do, keep the timer.
+                            sync = !self.is_echo(&p);
+                            self.pod = p;
+                        }
                         _ => {
                             // The pod object is gone (force-deleted): clean up the runtime.
                             if let Err(e) = self.kill_pod(Duration::from_secs(2)).await {
@@ -203,9 +213,20 @@ impl Worker {
                     }
                 }
                 _ = self.notify.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep_until(deadline.into()) => {}
             }
         }
+    }
+
+    /// Is `new` the pod as we last saw it plus the status we last posted
+    /// (as the API stores it: times to the second)?
+    fn is_echo(&self, new: &Pod) -> bool {
+        let Some(posted) = &self.last_posted else { return false };
+        let Ok(stored) = serde_json::to_value(posted).and_then(serde_json::from_value::<PodStatus>) else { return false };
+        new.spec == self.pod.spec
+            && new.metadata.deletion_timestamp == self.pod.metadata.deletion_timestamp
+            && new.metadata.labels == self.pod.metadata.labels
+            && new.status.as_ref().is_some_and(|s| !status_changed(Some(&stored), s))
     }
 
     fn name(&self) -> String {
@@ -246,6 +267,8 @@ impl Worker {
         }
         let phase = self.pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
         let terminal = matches!(phase.as_str(), "Succeeded" | "Failed");
+        // The runtime's containers, if this pass changed nothing there.
+        let mut current = None;
         if !terminal {
             // A pod with no sandbox yet is starting: wait for a start slot.
             let _slot = match (&self.ctx.starts, &self.sandbox) {
@@ -253,9 +276,9 @@ impl Worker {
                 _ => None,
             };
             self.ensure_sandbox().await?;
-            self.sync_containers().await?;
+            current = self.sync_containers().await?;
         }
-        let status = self.compute_status().await?;
+        let status = self.compute_status(current).await?;
         let unchanged_api = !status_changed(self.pod.status.as_ref(), &status);
         let unchanged_posted = self.last_posted.as_ref().is_some_and(|p| !status_changed(Some(p), &status));
         if !unchanged_api && !unchanged_posted {
@@ -344,7 +367,9 @@ impl Worker {
         Ok(())
     }
 
-    async fn sync_containers(&mut self) -> Result<()> {
+    /// Returns the containers it saw if it did nothing to them (so the
+    /// status can be computed without asking the runtime again).
+    async fn sync_containers(&mut self) -> Result<Option<HashMap<String, Vec<Attempt>>>> {
         let spec = self.pod.spec.clone().unwrap_or_default();
         let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
         let attempts = self.attempts().await?;
@@ -353,29 +378,31 @@ impl Worker {
             let latest = attempts.get(&c.name).and_then(|v| v.last()).cloned();
             match latest {
                 Some(a) if a.state() == cri::ContainerState::ContainerExited && a.status.exit_code == 0 => continue,
-                Some(a) if a.state() == cri::ContainerState::ContainerRunning => return Ok(()),
+                Some(a) if a.state() == cri::ContainerState::ContainerRunning => return Ok(Some(attempts)),
                 Some(a) if a.state() == cri::ContainerState::ContainerExited => {
                     // A failed init container: the pod fails (Never) or it runs again.
                     if policy != "Never" {
                         self.restart_with_backoff(c, true, &a).await;
                     }
-                    return Ok(());
+                    return Ok(None);
                 }
                 Some(a) if a.state() == cri::ContainerState::ContainerCreated => {
                     self.start_existing(c, true, &a).await;
-                    return Ok(());
+                    return Ok(None);
                 }
                 _ => {
                     self.start_container(c, true, 0).await;
-                    return Ok(());
+                    return Ok(None);
                 }
             }
         }
+        let mut acted = false;
         for c in &spec.containers {
             let latest = attempts.get(&c.name).and_then(|v| v.last()).cloned();
             match latest {
                 None => {
                     self.start_container(c, false, 0).await;
+                    acted = true;
                 }
                 Some(a) => match a.state() {
                     cri::ContainerState::ContainerRunning => {
@@ -387,20 +414,25 @@ impl Worker {
                             self.stop_container(&a.status.id, grace).await;
                             self.probes.remove(&c.name);
                             self.notify.notify_one();
+                            acted = true;
                         }
                     }
                     cri::ContainerState::ContainerExited => {
                         self.probes.remove(&c.name);
                         if should_restart(&policy, a.status.exit_code) {
                             self.restart_with_backoff(c, false, &a).await;
+                            acted = true;
                         }
                     }
-                    cri::ContainerState::ContainerCreated => self.start_existing(c, false, &a).await,
+                    cri::ContainerState::ContainerCreated => {
+                        self.start_existing(c, false, &a).await;
+                        acted = true;
+                    }
                     _ => {}
                 },
             }
         }
-        Ok(())
+        Ok((!acted).then_some(attempts))
     }
 
     fn ensure_probes(&mut self, c: &Container, container_id: &str) {
@@ -543,8 +575,10 @@ impl Worker {
         if !init {
             self.ensure_probes(c, &id);
         }
-        // Re-check soon: the status should show it running.
-        self.wake_at(Instant::now() + Duration::from_millis(200));
+        // Look again in a second (the kubelet's PLEG relists every second):
+        // a container that exits at once shows up then, not at the next
+        // periodic sync.
+        self.wake_at(Instant::now() + Duration::from_secs(1));
     }
 
     async fn stop_container(&self, id: &str, grace: i64) {
@@ -653,11 +687,17 @@ impl Worker {
         st
     }
 
-    async fn compute_status(&self) -> Result<PodStatus> {
+    /// The pod status from the runtime's containers (`current`, when the
+    /// caller has them fresh, else asked for).
+    async fn compute_status(&self, current: Option<HashMap<String, Vec<Attempt>>>) -> Result<PodStatus> {
         let now = Utc::now();
         let spec = self.pod.spec.clone().unwrap_or_default();
         let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
-        let attempts = if self.sandbox.is_some() { self.attempts().await? } else { HashMap::new() };
+        let attempts = match current {
+            Some(a) => a,
+            None if self.sandbox.is_some() => self.attempts().await?,
+            None => HashMap::new(),
+        };
         let prev = self.pod.status.as_ref();
         let init_statuses: Vec<ContainerStatus> = spec.init_containers.iter().flatten().map(|c| self.container_status(c, true, attempts.get(&c.name), &policy)).collect();
         let statuses: Vec<ContainerStatus> = spec.containers.iter().map(|c| self.container_status(c, false, attempts.get(&c.name), &policy)).collect();
