@@ -91,9 +91,11 @@ impl Counter {
 }
 
 /// Is there a route for `ip` other than a default route (a pod bridge's subnet)?
-/// Reads `/proc/net/route`.
+/// Reads the calling thread's routing table: `/proc/thread-self/net/route`
+/// (`/proc/net/route` is the main thread's, another network namespace when
+/// a thread has entered one, as the tests' do).
 pub fn local_route_exists(ip: Ipv4Addr) -> bool {
-    let table = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+    let table = std::fs::read_to_string("/proc/thread-self/net/route").or_else(|_| std::fs::read_to_string("/proc/net/route")).unwrap_or_default();
     route_covers(&table, ip)
 }
 

@@ -2,7 +2,10 @@
 //! (needs root, containerd, runc, CNI plugins, busybox-static). Pods set
 //! `spec.nodeName` directly, so no scheduler is needed. Every test owns its
 //! containerd (own podCIDR, bridge, directories), its cluster and its agent;
-//! all are torn down on drop, also when an assertion fails.
+//! all are torn down on drop, also when an assertion fails. Each test runs in
+//! a network namespace of its own (`e2e::netns`, no route off the machine):
+//! the node's bridge, pod veths and iptables rules, the servers and the
+//! clients, the "host" that fetches a page from a pod, all live there.
 
 #[path = "../../tests/tests/agent_common/mod.rs"]
 mod agent_common;
@@ -18,6 +21,7 @@ use kube::Api;
 use proto::runtime::v1::{ListContainersRequest, ListPodSandboxRequest};
 use rkube_agent::runtime::containerd::{PrivateContainerd, PrivateContainerdConfig};
 use rkube_agent::runtime::images::BUSYBOX_IMAGE;
+use e2e::netns::in_netns;
 
 struct Node {
     cluster: e2e::Cluster,
@@ -149,321 +153,329 @@ async fn wait_pod(pods: &Api<Pod>, name: &str, what: &str, timeout: Duration, ag
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pod_runs_serves_logs_survives_agent_restart_and_is_deleted() {
-    let mut n = node("10.215.1.0/24").await;
-    let client = n.cluster.client().await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    // The node registers and goes Ready (CRI Status says runtime and network are ready).
-    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
-    let name = n.name.clone();
-    let node_obj = eventually("node Ready", Duration::from_secs(60), &mut n.agent, || {
-        let (nodes, name) = (nodes.clone(), name.clone());
-        async move {
-            let node = nodes.get_opt(&name).await.ok()??;
-            let ready = node.status.as_ref()?.conditions.as_ref()?.iter().any(|c| c.type_ == "Ready" && c.status == "True");
-            ready.then_some(node)
-        }
-    })
-    .await;
-    let info = node_obj.status.clone().unwrap().node_info.unwrap();
-    assert!(info.container_runtime_version.starts_with("containerd://"), "{}", info.container_runtime_version);
-    let images: Vec<String> = node_obj.status.unwrap().images.unwrap_or_default().into_iter().flat_map(|i| i.names.unwrap_or_default()).collect();
-    assert!(images.iter().any(|i| i == BUSYBOX_IMAGE), "{images:?}");
+#[test]
+fn pod_runs_serves_logs_survives_agent_restart_and_is_deleted() {
+    in_netns("rkt-agent0", |_| async move {
+        let mut n = node("10.215.1.0/24").await;
+        let client = n.cluster.client().await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        // The node registers and goes Ready (CRI Status says runtime and network are ready).
+        let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+        let name = n.name.clone();
+        let node_obj = eventually("node Ready", Duration::from_secs(60), &mut n.agent, || {
+            let (nodes, name) = (nodes.clone(), name.clone());
+            async move {
+                let node = nodes.get_opt(&name).await.ok()??;
+                let ready = node.status.as_ref()?.conditions.as_ref()?.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+                ready.then_some(node)
+            }
+        })
+        .await;
+        let info = node_obj.status.clone().unwrap().node_info.unwrap();
+        assert!(info.container_runtime_version.starts_with("containerd://"), "{}", info.container_runtime_version);
+        let images: Vec<String> = node_obj.status.unwrap().images.unwrap_or_default().into_iter().flat_map(|i| i.names.unwrap_or_default()).collect();
+        assert!(images.iter().any(|i| i == BUSYBOX_IMAGE), "{images:?}");
 
-    let script = "echo hello from web; sleep 1; echo to stderr >&2; mkdir -p /www && echo page-of-web > /www/index.html && exec httpd -f -p 8080 -h /www";
-    let spec = serde_json::json!({
-        "initContainers": [{"name": "init", "image": BUSYBOX_IMAGE, "command": ["sh", "-c", "echo init done"]}],
-        "containers": [{
-            "name": "web", "image": BUSYBOX_IMAGE, "command": ["sh", "-c", script],
-            "ports": [{"containerPort": 8080}],
-            "resources": {"limits": {"cpu": "200m", "memory": "64Mi"}},
-            "readinessProbe": {"httpGet": {"path": "/index.html", "port": 8080}, "periodSeconds": 1},
-        }]
+        let script = "echo hello from web; sleep 1; echo to stderr >&2; mkdir -p /www && echo page-of-web > /www/index.html && exec httpd -f -p 8080 -h /www";
+        let spec = serde_json::json!({
+            "initContainers": [{"name": "init", "image": BUSYBOX_IMAGE, "command": ["sh", "-c", "echo init done"]}],
+            "containers": [{
+                "name": "web", "image": BUSYBOX_IMAGE, "command": ["sh", "-c", script],
+                "ports": [{"containerPort": 8080}],
+                "resources": {"limits": {"cpu": "200m", "memory": "64Mi"}},
+                "readinessProbe": {"httpGet": {"path": "/index.html", "port": 8080}, "periodSeconds": 1},
+            }]
+        });
+        pods.create(&PostParams::default(), &pod("web", &n.name, spec)).await.unwrap();
+        let running = eventually("web Running and Ready", Duration::from_secs(90), &mut n.agent, || {
+            let pods = pods.clone();
+            async move {
+                let p = get_pod(&pods, "web").await?;
+                (p.status.as_ref()?.phase.as_deref() == Some("Running") && condition(&p, "Ready").as_deref() == Some("True")).then_some(p)
+            }
+        })
+        .await;
+        let st = running.status.clone().unwrap();
+        let ip: Ipv4Addr = st.pod_ip.clone().unwrap().parse().unwrap();
+        assert!(n.ctrd.network().subnet.contains(&ip), "{ip}");
+        assert_eq!(st.host_ip.as_deref(), Some("127.0.0.1"));
+        // The init container has no limits: Burstable, not Guaranteed (upstream counts init containers).
+        assert_eq!(st.qos_class.as_deref(), Some("Burstable"));
+        assert_eq!(condition(&running, "Initialized").as_deref(), Some("True"));
+        assert_eq!(condition(&running, "ContainersReady").as_deref(), Some("True"));
+        let init = &st.init_container_statuses.clone().unwrap()[0];
+        assert_eq!(init.state.as_ref().unwrap().terminated.as_ref().unwrap().reason.as_deref(), Some("Completed"));
+        let web = status_of(&running, "web").unwrap().clone();
+        let cid = web.container_id.clone().unwrap();
+        assert!(cid.starts_with("containerd://"), "{cid}");
+        assert!(web.ready && web.state.as_ref().unwrap().running.is_some());
+        assert_eq!(web.image, BUSYBOX_IMAGE);
+        assert!(web.image_id.starts_with("sha256:") || web.image_id.contains("@sha256:"), "{}", web.image_id);
+
+        // Host → pod over the private bridge.
+        let page = tokio::task::spawn_blocking(move || http_get(SocketAddr::from((ip, 8080)), "/index.html")).await.unwrap().unwrap();
+        assert!(page.contains("page-of-web"), "{page}");
+
+        // Logs from the agent's endpoint (the apiserver's pods/log proxies here).
+        let port = n.port;
+        let logs = move |q: &str| {
+            let q = q.to_string();
+            async move {
+                tokio::task::spawn_blocking(move || http_get(SocketAddr::from(([127, 0, 0, 1], port)), &format!("/containerLogs/default/web/web{q}")).unwrap()).await.unwrap()
+            }
+        };
+        assert_eq!(body(&logs("").await), "hello from web\nto stderr\n");
+        assert_eq!(body(&logs("?tailLines=1").await), "to stderr\n");
+        let ts = logs("?timestamps=true").await;
+        let first = body(&ts).lines().next().unwrap().to_string();
+        let (stamp, text) = first.split_once(' ').unwrap();
+        assert!(chrono::DateTime::parse_from_rfc3339(stamp).is_ok(), "{first}");
+        assert_eq!(text, "hello from web");
+        let code = |resp: String| resp.split_whitespace().nth(1).unwrap_or("").to_string();
+        assert_eq!(code(logs("/../../x").await), "404");
+        let prev = logs("?previous=true").await;
+        assert_eq!(code(prev.clone()), "400");
+        assert!(body(&prev).contains("previous terminated container \"web\" in pod \"web\" not found"), "{prev}");
+        assert_eq!(body(&tokio::task::spawn_blocking(move || http_get(SocketAddr::from(([127, 0, 0, 1], port)), "/containerLogs/default/web/init").unwrap()).await.unwrap()), "init done\n");
+        // follow: what is printed later arrives on the open stream.
+        let follow = tokio::task::spawn_blocking(move || {
+            let mut s = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            s.write_all(b"GET /containerLogs/default/web/web?follow=true HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !String::from_utf8_lossy(&got).contains("later line") {
+                let k = s.read(&mut buf).unwrap();
+                assert!(k > 0, "stream ended: {}", String::from_utf8_lossy(&got));
+                got.extend_from_slice(&buf[..k]);
+            }
+            String::from_utf8_lossy(&got).into_owned()
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut cri = n.ctrd.client().await.unwrap();
+        // Write to the container's stdout (PID 1's fd 1) from an exec.
+        let id = cid.trim_start_matches("containerd://").to_string();
+        let out = cri
+            .runtime
+            .exec_sync(proto::runtime::v1::ExecSyncRequest { container_id: id.clone(), cmd: vec!["sh".into(), "-c".into(), "echo later line > /proc/1/fd/1".into()], timeout: 10 })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(out.exit_code, 0, "{}", String::from_utf8_lossy(&out.stderr));
+        let followed = follow.await.unwrap();
+        assert!(followed.contains("hello from web") && followed.contains("later line"), "{followed}");
+
+        // Restarting the agent keeps the same container running.
+        n.agent.restart(&n.cluster);
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let after = eventually("web still Ready after agent restart", Duration::from_secs(60), &mut n.agent, || {
+            let pods = pods.clone();
+            async move {
+                let p = get_pod(&pods, "web").await?;
+                (condition(&p, "Ready").as_deref() == Some("True")).then_some(p)
+            }
+        })
+        .await;
+        let web2 = status_of(&after, "web").unwrap();
+        assert_eq!(web2.container_id.as_deref(), Some(cid.as_str()), "same container after agent restart");
+        assert_eq!(web2.restart_count, 0);
+        assert_eq!(cri_counts(&n.ctrd).await, (1, 2), "one sandbox, init + web containers");
+
+        // Deletion: containers and sandbox stopped and removed, then the pod object goes.
+        pods.delete("web", &DeleteParams::default()).await.unwrap();
+        eventually("pod object gone", Duration::from_secs(60), &mut n.agent, || {
+            let pods = pods.clone();
+            async move { pod_gone(&pods, "web").await.then_some(()) }
+        })
+        .await;
+        assert_runtime_empty(&n).await;
+        let events: Api<Event> = Api::namespaced(client.clone(), "default");
+        let reasons: Vec<String> = events.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|e| e.reason).collect();
+        for r in ["Pulled", "Created", "Started", "Killing"] {
+            assert!(reasons.iter().any(|x| x == r), "event {r} in {reasons:?}");
+        }
     });
-    pods.create(&PostParams::default(), &pod("web", &n.name, spec)).await.unwrap();
-    let running = eventually("web Running and Ready", Duration::from_secs(90), &mut n.agent, || {
-        let pods = pods.clone();
-        async move {
-            let p = get_pod(&pods, "web").await?;
-            (p.status.as_ref()?.phase.as_deref() == Some("Running") && condition(&p, "Ready").as_deref() == Some("True")).then_some(p)
-        }
-    })
-    .await;
-    let st = running.status.clone().unwrap();
-    let ip: Ipv4Addr = st.pod_ip.clone().unwrap().parse().unwrap();
-    assert!(n.ctrd.network().subnet.contains(&ip), "{ip}");
-    assert_eq!(st.host_ip.as_deref(), Some("127.0.0.1"));
-    // The init container has no limits: Burstable, not Guaranteed (upstream counts init containers).
-    assert_eq!(st.qos_class.as_deref(), Some("Burstable"));
-    assert_eq!(condition(&running, "Initialized").as_deref(), Some("True"));
-    assert_eq!(condition(&running, "ContainersReady").as_deref(), Some("True"));
-    let init = &st.init_container_statuses.clone().unwrap()[0];
-    assert_eq!(init.state.as_ref().unwrap().terminated.as_ref().unwrap().reason.as_deref(), Some("Completed"));
-    let web = status_of(&running, "web").unwrap().clone();
-    let cid = web.container_id.clone().unwrap();
-    assert!(cid.starts_with("containerd://"), "{cid}");
-    assert!(web.ready && web.state.as_ref().unwrap().running.is_some());
-    assert_eq!(web.image, BUSYBOX_IMAGE);
-    assert!(web.image_id.starts_with("sha256:") || web.image_id.contains("@sha256:"), "{}", web.image_id);
-
-    // Host → pod over the private bridge.
-    let page = tokio::task::spawn_blocking(move || http_get(SocketAddr::from((ip, 8080)), "/index.html")).await.unwrap().unwrap();
-    assert!(page.contains("page-of-web"), "{page}");
-
-    // Logs from the agent's endpoint (the apiserver's pods/log proxies here).
-    let port = n.port;
-    let logs = move |q: &str| {
-        let q = q.to_string();
-        async move {
-            tokio::task::spawn_blocking(move || http_get(SocketAddr::from(([127, 0, 0, 1], port)), &format!("/containerLogs/default/web/web{q}")).unwrap()).await.unwrap()
-        }
-    };
-    assert_eq!(body(&logs("").await), "hello from web\nto stderr\n");
-    assert_eq!(body(&logs("?tailLines=1").await), "to stderr\n");
-    let ts = logs("?timestamps=true").await;
-    let first = body(&ts).lines().next().unwrap().to_string();
-    let (stamp, text) = first.split_once(' ').unwrap();
-    assert!(chrono::DateTime::parse_from_rfc3339(stamp).is_ok(), "{first}");
-    assert_eq!(text, "hello from web");
-    let code = |resp: String| resp.split_whitespace().nth(1).unwrap_or("").to_string();
-    assert_eq!(code(logs("/../../x").await), "404");
-    let prev = logs("?previous=true").await;
-    assert_eq!(code(prev.clone()), "400");
-    assert!(body(&prev).contains("previous terminated container \"web\" in pod \"web\" not found"), "{prev}");
-    assert_eq!(body(&tokio::task::spawn_blocking(move || http_get(SocketAddr::from(([127, 0, 0, 1], port)), "/containerLogs/default/web/init").unwrap()).await.unwrap()), "init done\n");
-    // follow: what is printed later arrives on the open stream.
-    let follow = tokio::task::spawn_blocking(move || {
-        let mut s = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        s.write_all(b"GET /containerLogs/default/web/web?follow=true HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !String::from_utf8_lossy(&got).contains("later line") {
-            let k = s.read(&mut buf).unwrap();
-            assert!(k > 0, "stream ended: {}", String::from_utf8_lossy(&got));
-            got.extend_from_slice(&buf[..k]);
-        }
-        String::from_utf8_lossy(&got).into_owned()
-    });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut cri = n.ctrd.client().await.unwrap();
-    // Write to the container's stdout (PID 1's fd 1) from an exec.
-    let id = cid.trim_start_matches("containerd://").to_string();
-    let out = cri
-        .runtime
-        .exec_sync(proto::runtime::v1::ExecSyncRequest { container_id: id.clone(), cmd: vec!["sh".into(), "-c".into(), "echo later line > /proc/1/fd/1".into()], timeout: 10 })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(out.exit_code, 0, "{}", String::from_utf8_lossy(&out.stderr));
-    let followed = follow.await.unwrap();
-    assert!(followed.contains("hello from web") && followed.contains("later line"), "{followed}");
-
-    // Restarting the agent keeps the same container running.
-    n.agent.restart(&n.cluster);
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let after = eventually("web still Ready after agent restart", Duration::from_secs(60), &mut n.agent, || {
-        let pods = pods.clone();
-        async move {
-            let p = get_pod(&pods, "web").await?;
-            (condition(&p, "Ready").as_deref() == Some("True")).then_some(p)
-        }
-    })
-    .await;
-    let web2 = status_of(&after, "web").unwrap();
-    assert_eq!(web2.container_id.as_deref(), Some(cid.as_str()), "same container after agent restart");
-    assert_eq!(web2.restart_count, 0);
-    assert_eq!(cri_counts(&n.ctrd).await, (1, 2), "one sandbox, init + web containers");
-
-    // Deletion: containers and sandbox stopped and removed, then the pod object goes.
-    pods.delete("web", &DeleteParams::default()).await.unwrap();
-    eventually("pod object gone", Duration::from_secs(60), &mut n.agent, || {
-        let pods = pods.clone();
-        async move { pod_gone(&pods, "web").await.then_some(()) }
-    })
-    .await;
-    assert_runtime_empty(&n).await;
-    let events: Api<Event> = Api::namespaced(client.clone(), "default");
-    let reasons: Vec<String> = events.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|e| e.reason).collect();
-    for r in ["Pulled", "Created", "Started", "Killing"] {
-        assert!(reasons.iter().any(|x| x == r), "event {r} in {reasons:?}");
-    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn probes_restart_on_liveness_failure_and_hold_readiness() {
-    let mut n = node("10.215.2.0/24").await;
-    let client = n.cluster.client().await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let spec = serde_json::json!({
-        "containers": [
-            {"name": "sick", "image": BUSYBOX_IMAGE, "command": ["sleep", "3600"],
-             "livenessProbe": {"exec": {"command": ["cat", "/no/such/file"]}, "periodSeconds": 1, "failureThreshold": 2}},
-            {"name": "unready", "image": BUSYBOX_IMAGE, "command": ["sleep", "3600"],
-             "readinessProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1}},
-            {"name": "tcp", "image": BUSYBOX_IMAGE, "command": ["nc", "-ll", "-p", "7000", "-e", "cat"],
-             "readinessProbe": {"tcpSocket": {"port": 7000}, "periodSeconds": 1}}
-        ]
+#[test]
+fn probes_restart_on_liveness_failure_and_hold_readiness() {
+    in_netns("rkt-agent1", |_| async move {
+        let mut n = node("10.215.2.0/24").await;
+        let client = n.cluster.client().await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let spec = serde_json::json!({
+            "containers": [
+                {"name": "sick", "image": BUSYBOX_IMAGE, "command": ["sleep", "3600"],
+                 "livenessProbe": {"exec": {"command": ["cat", "/no/such/file"]}, "periodSeconds": 1, "failureThreshold": 2}},
+                {"name": "unready", "image": BUSYBOX_IMAGE, "command": ["sleep", "3600"],
+                 "readinessProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1}},
+                {"name": "tcp", "image": BUSYBOX_IMAGE, "command": ["nc", "-ll", "-p", "7000", "-e", "cat"],
+                 "readinessProbe": {"tcpSocket": {"port": 7000}, "periodSeconds": 1}}
+            ]
+        });
+        pods.create(&PostParams::default(), &pod("probed", &n.name, spec)).await.unwrap();
+        let p = wait_pod(&pods, "probed", "liveness restarts 'sick', tcp ready", Duration::from_secs(120), &mut n.agent, |p| {
+            status_of(p, "sick").is_some_and(|s| s.restart_count >= 1) && status_of(p, "tcp").is_some_and(|s| s.ready)
+        })
+        .await;
+        let unready = status_of(&p, "unready").unwrap();
+        assert!(unready.state.as_ref().unwrap().running.is_some() && !unready.ready, "{unready:?}");
+        assert_eq!(unready.restart_count, 0);
+        assert_eq!(condition(&p, "Ready").as_deref(), Some("False"));
+        assert_eq!(p.status.as_ref().unwrap().phase.as_deref(), Some("Running"));
+        let sick = status_of(&p, "sick").unwrap();
+        assert!(sick.last_state.as_ref().and_then(|s| s.terminated.as_ref()).is_some(), "{sick:?}");
+        let events: Api<Event> = Api::namespaced(client.clone(), "default");
+        let evs = events.list(&ListParams::default()).await.unwrap().items;
+        let unhealthy: Vec<String> = evs.iter().filter(|e| e.reason.as_deref() == Some("Unhealthy")).filter_map(|e| e.message.clone()).collect();
+        assert!(unhealthy.iter().any(|m| m.starts_with("Liveness probe failed")), "{unhealthy:?}");
+        assert!(unhealthy.iter().any(|m| m.starts_with("Readiness probe failed")), "{unhealthy:?}");
+        assert!(evs.iter().any(|e| e.reason.as_deref() == Some("Killing") && e.message.as_deref().is_some_and(|m| m.contains("failed liveness probe"))));
+        pods.delete("probed", &DeleteParams::default()).await.unwrap();
+        eventually("pod object gone", Duration::from_secs(60), &mut n.agent, || {
+            let pods = pods.clone();
+            async move { pod_gone(&pods, "probed").await.then_some(()) }
+        })
+        .await;
+        assert_runtime_empty(&n).await;
     });
-    pods.create(&PostParams::default(), &pod("probed", &n.name, spec)).await.unwrap();
-    let p = wait_pod(&pods, "probed", "liveness restarts 'sick', tcp ready", Duration::from_secs(120), &mut n.agent, |p| {
-        status_of(p, "sick").is_some_and(|s| s.restart_count >= 1) && status_of(p, "tcp").is_some_and(|s| s.ready)
-    })
-    .await;
-    let unready = status_of(&p, "unready").unwrap();
-    assert!(unready.state.as_ref().unwrap().running.is_some() && !unready.ready, "{unready:?}");
-    assert_eq!(unready.restart_count, 0);
-    assert_eq!(condition(&p, "Ready").as_deref(), Some("False"));
-    assert_eq!(p.status.as_ref().unwrap().phase.as_deref(), Some("Running"));
-    let sick = status_of(&p, "sick").unwrap();
-    assert!(sick.last_state.as_ref().and_then(|s| s.terminated.as_ref()).is_some(), "{sick:?}");
-    let events: Api<Event> = Api::namespaced(client.clone(), "default");
-    let evs = events.list(&ListParams::default()).await.unwrap().items;
-    let unhealthy: Vec<String> = evs.iter().filter(|e| e.reason.as_deref() == Some("Unhealthy")).filter_map(|e| e.message.clone()).collect();
-    assert!(unhealthy.iter().any(|m| m.starts_with("Liveness probe failed")), "{unhealthy:?}");
-    assert!(unhealthy.iter().any(|m| m.starts_with("Readiness probe failed")), "{unhealthy:?}");
-    assert!(evs.iter().any(|e| e.reason.as_deref() == Some("Killing") && e.message.as_deref().is_some_and(|m| m.contains("failed liveness probe"))));
-    pods.delete("probed", &DeleteParams::default()).await.unwrap();
-    eventually("pod object gone", Duration::from_secs(60), &mut n.agent, || {
-        let pods = pods.clone();
-        async move { pod_gone(&pods, "probed").await.then_some(()) }
-    })
-    .await;
-    assert_runtime_empty(&n).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_images_back_off_crash_loops_back_off_and_others_run() {
-    let mut n = node("10.215.3.0/24").await;
-    let client = n.cluster.client().await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    // A registry on a closed loopback port: the pull fails at once, and nothing leaves the machine.
-    let absent = "127.0.0.1:1/rkube/absent:1";
-    pods.create(&PostParams::default(), &pod("badimage", &n.name, serde_json::json!({"containers": [{"name": "c", "image": absent}]}))).await.unwrap();
-    pods.create(&PostParams::default(), &pod("never", &n.name, serde_json::json!({"containers": [{"name": "c", "image": absent, "imagePullPolicy": "Never"}]}))).await.unwrap();
-    pods.create(&PostParams::default(), &pod("crash", &n.name, serde_json::json!({"containers": [{"name": "c", "image": BUSYBOX_IMAGE, "command": ["sh", "-c", "echo crashing; exit 3"]}]}))).await.unwrap();
-    pods.create(&PostParams::default(), &pod("once", &n.name, serde_json::json!({"restartPolicy": "Never", "containers": [{"name": "c", "image": BUSYBOX_IMAGE, "command": ["sh", "-c", "exit 0"]}]}))).await.unwrap();
-    pods.create(&PostParams::default(), &pod("good", &n.name, serde_json::json!({"containers": [{"name": "c", "image": BUSYBOX_IMAGE, "command": ["sleep", "3600"]}]}))).await.unwrap();
-    let waiting = |p: &Pod| status_of(p, "c").and_then(|s| s.state.as_ref()?.waiting.as_ref()).map(|w| (w.reason.clone().unwrap_or_default(), w.message.clone().unwrap_or_default()));
-    // The good pod runs whatever the others do.
-    eventually("good Running", Duration::from_secs(90), &mut n.agent, || {
-        let pods = pods.clone();
-        async move { (get_pod(&pods, "good").await?.status?.phase.as_deref() == Some("Running")).then_some(()) }
-    })
-    .await;
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
-    let seen2 = seen.clone();
-    let p = wait_pod(&pods, "badimage", "ErrImagePull then ImagePullBackOff", Duration::from_secs(90), &mut n.agent, move |p| {
-        let Some((reason, _)) = waiting(p) else { return false };
-        let mut seen = seen2.lock().unwrap();
-        seen.insert(reason);
-        // ErrImagePull is brief (the back-off follows at once): a poll may
-        // only catch ImagePullBackOff; the ErrImagePull step is checked
-        // through its event below.
-        seen.contains("ImagePullBackOff")
-    })
-    .await;
-    let msg = waiting(&p).unwrap().1;
-    assert!(msg.contains(absent), "{msg}");
-    let p = get_pod(&pods, "badimage").await.unwrap();
-    assert_eq!(p.status.unwrap().phase.as_deref(), Some("Pending"));
-    // Each pod has its own worker: "never" need not have been synced yet.
-    let never = wait_pod(&pods, "never", "ErrImageNeverPull", Duration::from_secs(60), &mut n.agent, |p| waiting(p).is_some_and(|(r, _)| r == "ErrImageNeverPull")).await;
-    let (reason, message) = waiting(&never).unwrap();
-    assert_eq!(reason, "ErrImageNeverPull");
-    assert_eq!(message, format!("Container image \"{absent}\" is not present with pull policy of Never"));
-    let crash = eventually("CrashLoopBackOff", Duration::from_secs(90), &mut n.agent, || {
-        let pods = pods.clone();
-        async move {
-            let p = get_pod(&pods, "crash").await?;
-            (waiting(&p)?.0 == "CrashLoopBackOff" && status_of(&p, "c")?.restart_count >= 1).then_some(p)
+#[test]
+fn bad_images_back_off_crash_loops_back_off_and_others_run() {
+    in_netns("rkt-agent2", |_| async move {
+        let mut n = node("10.215.3.0/24").await;
+        let client = n.cluster.client().await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        // A registry on a closed loopback port: the pull fails at once, and nothing leaves the machine.
+        let absent = "127.0.0.1:1/rkube/absent:1";
+        pods.create(&PostParams::default(), &pod("badimage", &n.name, serde_json::json!({"containers": [{"name": "c", "image": absent}]}))).await.unwrap();
+        pods.create(&PostParams::default(), &pod("never", &n.name, serde_json::json!({"containers": [{"name": "c", "image": absent, "imagePullPolicy": "Never"}]}))).await.unwrap();
+        pods.create(&PostParams::default(), &pod("crash", &n.name, serde_json::json!({"containers": [{"name": "c", "image": BUSYBOX_IMAGE, "command": ["sh", "-c", "echo crashing; exit 3"]}]}))).await.unwrap();
+        pods.create(&PostParams::default(), &pod("once", &n.name, serde_json::json!({"restartPolicy": "Never", "containers": [{"name": "c", "image": BUSYBOX_IMAGE, "command": ["sh", "-c", "exit 0"]}]}))).await.unwrap();
+        pods.create(&PostParams::default(), &pod("good", &n.name, serde_json::json!({"containers": [{"name": "c", "image": BUSYBOX_IMAGE, "command": ["sleep", "3600"]}]}))).await.unwrap();
+        let waiting = |p: &Pod| status_of(p, "c").and_then(|s| s.state.as_ref()?.waiting.as_ref()).map(|w| (w.reason.clone().unwrap_or_default(), w.message.clone().unwrap_or_default()));
+        // The good pod runs whatever the others do.
+        eventually("good Running", Duration::from_secs(90), &mut n.agent, || {
+            let pods = pods.clone();
+            async move { (get_pod(&pods, "good").await?.status?.phase.as_deref() == Some("Running")).then_some(()) }
+        })
+        .await;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+        let seen2 = seen.clone();
+        let p = wait_pod(&pods, "badimage", "ErrImagePull then ImagePullBackOff", Duration::from_secs(90), &mut n.agent, move |p| {
+            let Some((reason, _)) = waiting(p) else { return false };
+            let mut seen = seen2.lock().unwrap();
+            seen.insert(reason);
+            // ErrImagePull is brief (the back-off follows at once): a poll may
+            // only catch ImagePullBackOff; the ErrImagePull step is checked
+            // through its event below.
+            seen.contains("ImagePullBackOff")
+        })
+        .await;
+        let msg = waiting(&p).unwrap().1;
+        assert!(msg.contains(absent), "{msg}");
+        let p = get_pod(&pods, "badimage").await.unwrap();
+        assert_eq!(p.status.unwrap().phase.as_deref(), Some("Pending"));
+        // Each pod has its own worker: "never" need not have been synced yet.
+        let never = wait_pod(&pods, "never", "ErrImageNeverPull", Duration::from_secs(60), &mut n.agent, |p| waiting(p).is_some_and(|(r, _)| r == "ErrImageNeverPull")).await;
+        let (reason, message) = waiting(&never).unwrap();
+        assert_eq!(reason, "ErrImageNeverPull");
+        assert_eq!(message, format!("Container image \"{absent}\" is not present with pull policy of Never"));
+        let crash = eventually("CrashLoopBackOff", Duration::from_secs(90), &mut n.agent, || {
+            let pods = pods.clone();
+            async move {
+                let p = get_pod(&pods, "crash").await?;
+                (waiting(&p)?.0 == "CrashLoopBackOff" && status_of(&p, "c")?.restart_count >= 1).then_some(p)
+            }
+        })
+        .await;
+        let last = status_of(&crash, "c").unwrap().last_state.clone().unwrap().terminated.unwrap();
+        assert_eq!((last.exit_code, last.reason.as_deref()), (3, Some("Error")));
+        let once = eventually("restartPolicy Never pod Succeeded", Duration::from_secs(60), &mut n.agent, || {
+            let pods = pods.clone();
+            async move {
+                let p = get_pod(&pods, "once").await?;
+                (p.status.as_ref()?.phase.as_deref() == Some("Succeeded")).then_some(p)
+            }
+        })
+        .await;
+        assert_eq!(status_of(&once, "c").unwrap().restart_count, 0);
+        let events: Api<Event> = Api::namespaced(client.clone(), "default");
+        let reasons: Vec<String> = events.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|e| e.reason).collect();
+        for r in ["Pulling", "Failed", "BackOff", "ErrImageNeverPull"] {
+            assert!(reasons.iter().any(|x| x == r), "event {r} in {reasons:?}");
         }
-    })
-    .await;
-    let last = status_of(&crash, "c").unwrap().last_state.clone().unwrap().terminated.unwrap();
-    assert_eq!((last.exit_code, last.reason.as_deref()), (3, Some("Error")));
-    let once = eventually("restartPolicy Never pod Succeeded", Duration::from_secs(60), &mut n.agent, || {
-        let pods = pods.clone();
-        async move {
-            let p = get_pod(&pods, "once").await?;
-            (p.status.as_ref()?.phase.as_deref() == Some("Succeeded")).then_some(p)
+        let failed: Vec<String> = events
+            .list(&ListParams::default().fields("involvedObject.name=badimage,reason=Failed"))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|e| e.message)
+            .collect();
+        assert!(failed.iter().any(|m| m == "Error: ErrImagePull"), "ErrImagePull event for badimage in {failed:?}");
+        assert_eq!(get_pod(&pods, "good").await.unwrap().status.unwrap().phase.as_deref(), Some("Running"));
+        for name in ["badimage", "never", "crash", "once", "good"] {
+            pods.delete(name, &DeleteParams::default()).await.unwrap();
         }
-    })
-    .await;
-    assert_eq!(status_of(&once, "c").unwrap().restart_count, 0);
-    let events: Api<Event> = Api::namespaced(client.clone(), "default");
-    let reasons: Vec<String> = events.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|e| e.reason).collect();
-    for r in ["Pulling", "Failed", "BackOff", "ErrImageNeverPull"] {
-        assert!(reasons.iter().any(|x| x == r), "event {r} in {reasons:?}");
-    }
-    let failed: Vec<String> = events
-        .list(&ListParams::default().fields("involvedObject.name=badimage,reason=Failed"))
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|e| e.message)
-        .collect();
-    assert!(failed.iter().any(|m| m == "Error: ErrImagePull"), "ErrImagePull event for badimage in {failed:?}");
-    assert_eq!(get_pod(&pods, "good").await.unwrap().status.unwrap().phase.as_deref(), Some("Running"));
-    for name in ["badimage", "never", "crash", "once", "good"] {
-        pods.delete(name, &DeleteParams::default()).await.unwrap();
-    }
-    eventually("all pods gone", Duration::from_secs(60), &mut n.agent, || {
-        let pods = pods.clone();
-        async move { pods.list(&ListParams::default()).await.ok()?.items.is_empty().then_some(()) }
-    })
-    .await;
-    assert_runtime_empty(&n).await;
+        eventually("all pods gone", Duration::from_secs(60), &mut n.agent, || {
+            let pods = pods.clone();
+            async move { pods.list(&ListParams::default()).await.ok()?.items.is_empty().then_some(()) }
+        })
+        .await;
+        assert_runtime_empty(&n).await;
+    });
 }
 
 /// `kubectl logs`, `kubectl logs -f` and `kubectl exec` (1.27 and 1.33) through
 /// the apiserver's `pods/log` and `pods/exec`, which proxy to this agent.
 /// Ignored until the apiserver routes those subresources to
 /// `apiserver/src/node_proxy.rs`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_logs_and_exec_through_the_apiserver() {
-    let mut n = node("10.215.4.0/24").await;
-    let client = n.cluster.client().await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let spec = serde_json::json!({"containers": [{"name": "c", "image": BUSYBOX_IMAGE, "command": ["sh", "-c", "echo first; echo second; exec sleep 3600"]}]});
-    pods.create(&PostParams::default(), &pod("talk", &n.name, spec)).await.unwrap();
-    wait_pod(&pods, "talk", "talk Running", Duration::from_secs(90), &mut n.agent, |p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(n.cluster.kubectl_ok(&["logs", "talk"]), "first\nsecond\n");
-    assert_eq!(n.cluster.kubectl_ok(&["logs", "talk", "--tail=1"]), "second\n");
-    // logs -f: a line written later shows up on the open stream.
-    let mut follow = n.cluster.kubectl_cmd("default", &["logs", "-f", "talk"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let mut out = follow.stdout.take().unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    for version in ["1.27", "1.33", "default"] {
-        let exec = n.cluster.kubectl_v(version, &["exec", "talk", "--", "sh", "-c", "echo exec-$((6*7)); echo from-exec > /proc/1/fd/1"]);
-        assert!(exec.status.success(), "kubectl {version} exec: {}", String::from_utf8_lossy(&exec.stderr));
-        assert_eq!(String::from_utf8_lossy(&exec.stdout), "exec-42\n", "kubectl {version} exec");
-    }
-    let exit = n.cluster.kubectl_v("default", &["exec", "talk", "--", "sh", "-c", "exit 7"]);
-    assert_eq!(exit.status.code(), Some(7), "exit code travels back: {}", String::from_utf8_lossy(&exit.stderr));
-    let got = tokio::task::spawn_blocking(move || {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 1024];
-        while !String::from_utf8_lossy(&buf).contains("from-exec") {
-            let k = out.read(&mut chunk).unwrap();
-            if k == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..k]);
+#[test]
+fn kubectl_logs_and_exec_through_the_apiserver() {
+    in_netns("rkt-agent3", |_| async move {
+        let mut n = node("10.215.4.0/24").await;
+        let client = n.cluster.client().await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let spec = serde_json::json!({"containers": [{"name": "c", "image": BUSYBOX_IMAGE, "command": ["sh", "-c", "echo first; echo second; exec sleep 3600"]}]});
+        pods.create(&PostParams::default(), &pod("talk", &n.name, spec)).await.unwrap();
+        wait_pod(&pods, "talk", "talk Running", Duration::from_secs(90), &mut n.agent, |p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(n.cluster.kubectl_ok(&["logs", "talk"]), "first\nsecond\n");
+        assert_eq!(n.cluster.kubectl_ok(&["logs", "talk", "--tail=1"]), "second\n");
+        // logs -f: a line written later shows up on the open stream.
+        let mut follow = n.cluster.kubectl_cmd("default", &["logs", "-f", "talk"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let mut out = follow.stdout.take().unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for version in ["1.27", "1.33", "default"] {
+            let exec = n.cluster.kubectl_v(version, &["exec", "talk", "--", "sh", "-c", "echo exec-$((6*7)); echo from-exec > /proc/1/fd/1"]);
+            assert!(exec.status.success(), "kubectl {version} exec: {}", String::from_utf8_lossy(&exec.stderr));
+            assert_eq!(String::from_utf8_lossy(&exec.stdout), "exec-42\n", "kubectl {version} exec");
         }
-        String::from_utf8_lossy(&buf).into_owned()
-    })
-    .await
-    .unwrap();
-    let _ = follow.kill();
-    let _ = follow.wait();
-    assert!(got.starts_with("first\nsecond\n") && got.contains("from-exec"), "{got}");
-    pods.delete("talk", &DeleteParams::default()).await.unwrap();
-    wait_pod_gone(&pods, "talk", &mut n.agent).await;
-    assert_runtime_empty(&n).await;
+        let exit = n.cluster.kubectl_v("default", &["exec", "talk", "--", "sh", "-c", "exit 7"]);
+        assert_eq!(exit.status.code(), Some(7), "exit code travels back: {}", String::from_utf8_lossy(&exit.stderr));
+        let got = tokio::task::spawn_blocking(move || {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !String::from_utf8_lossy(&buf).contains("from-exec") {
+                let k = out.read(&mut chunk).unwrap();
+                if k == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..k]);
+            }
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+        .await
+        .unwrap();
+        let _ = follow.kill();
+        let _ = follow.wait();
+        assert!(got.starts_with("first\nsecond\n") && got.contains("from-exec"), "{got}");
+        pods.delete("talk", &DeleteParams::default()).await.unwrap();
+        wait_pod_gone(&pods, "talk", &mut n.agent).await;
+        assert_runtime_empty(&n).await;
+    });
 }
 
 async fn wait_pod_gone(pods: &Api<Pod>, name: &str, agent: &mut Agent) {

@@ -3,9 +3,10 @@
 //!
 //! One pod end to end, as a kubelet would drive it: RunPodSandbox, then
 //! CreateContainer + StartContainer (busybox httpd serving a file), the pod IP
-//! from PodSandboxStatus, an HTTP GET from the host to that IP (the packet
-//! only crosses our private bridge), ExecSync, then stop/remove and empty
-//! lists. A second private containerd runs at the same time on another
+//! from PodSandboxStatus, an HTTP GET from the node to that IP, ExecSync,
+//! then stop/remove and empty lists. Each test is its own node: a network
+//! namespace (`e2e::netns`) holding containerd's bridge, the pods' veths and
+//! the node's iptables rules, with no route off the machine. A second private containerd runs at the same time on another
 //! podCIDR and must not see the first one's pods. Everything is torn down by
 //! `PrivateContainerd`'s Drop even when an assertion fails.
 
@@ -18,6 +19,7 @@ use proto::runtime::v1::*;
 use rkube_agent::runtime::containerd::{PrivateContainerd, PrivateContainerdConfig};
 use rkube_agent::runtime::cri::CriClient;
 use rkube_agent::runtime::images::{BUSYBOX_IMAGE, PAUSE_IMAGE};
+use e2e::netns::{in_netns, ip, link_exists, Netns};
 
 const PAGE: &str = "hello from an rkube pod";
 
@@ -125,175 +127,178 @@ async fn counts(cri: &mut CriClient) -> (usize, usize) {
     (pods, ctrs)
 }
 
-fn link_exists(name: &str) -> bool {
-    Path::new("/sys/class/net").join(name).exists()
-}
 
 fn mounted_under(dir: &Path) -> Vec<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     rkube_agent::runtime::containerd::mounts_under(&info, dir).into_iter().map(|p| p.display().to_string()).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cri_pod_lifecycle_on_private_containerd() {
-    // Two instances at once, each with its own podCIDR (unlikely to clash with real networks).
-    let (a, b) = tokio::join!(
-        PrivateContainerd::start(PrivateContainerdConfig::new("10.213.7.0/24".parse().unwrap())),
-        PrivateContainerd::start(PrivateContainerdConfig::new("10.213.8.0/24".parse().unwrap())),
-    );
-    let (a, b) = (a.expect("start containerd A"), b.expect("start containerd B"));
-    assert_ne!(a.socket(), b.socket());
-    assert_ne!(a.network().bridge, b.network().bridge);
+#[test]
+fn cri_pod_lifecycle_on_private_containerd() {
+    in_netns("rkt-cri", |_| async move {
+        // Two instances at once, each with its own podCIDR (unlikely to clash with real networks).
+        let (a, b) = tokio::join!(
+            PrivateContainerd::start(PrivateContainerdConfig::new("10.213.7.0/24".parse().unwrap())),
+            PrivateContainerd::start(PrivateContainerdConfig::new("10.213.8.0/24".parse().unwrap())),
+        );
+        let (a, b) = (a.expect("start containerd A"), b.expect("start containerd B"));
+        assert_ne!(a.socket(), b.socket());
+        assert_ne!(a.network().bridge, b.network().bridge);
 
-    let mut cri = a.client().await.unwrap();
-    let version = cri.version().await.unwrap();
-    assert_eq!(version.runtime_name, "containerd");
-    assert_eq!(version.runtime_api_version, "v1");
-    for image in [BUSYBOX_IMAGE, PAUSE_IMAGE] {
-        assert!(cri.image_present(image).await.unwrap(), "{image} imported");
-    }
-    assert!(!cri.image_present("docker.io/rkube/absent:1").await.unwrap());
+        let mut cri = a.client().await.unwrap();
+        let version = cri.version().await.unwrap();
+        assert_eq!(version.runtime_name, "containerd");
+        assert_eq!(version.runtime_api_version, "v1");
+        for image in [BUSYBOX_IMAGE, PAUSE_IMAGE] {
+            assert!(cri.image_present(image).await.unwrap(), "{image} imported");
+        }
+        assert!(!cri.image_present("docker.io/rkube/absent:1").await.unwrap());
 
-    // A pod in each runtime, in parallel.
-    let mut cri_b = b.client().await.unwrap();
-    let (a_logs, b_logs) = (a.layout().pod_logs.clone(), b.layout().pod_logs.clone());
-    let ((pod_a, ctr_a, ip_a), (pod_b, ctr_b, ip_b)) =
-        tokio::join!(run_web_pod(&mut cri, "web-a", &a_logs, 8080), run_web_pod(&mut cri_b, "web-b", &b_logs, 8081));
-    assert!(a.network().subnet.contains(&ip_a), "{ip_a} in {}", a.network().subnet);
-    assert!(b.network().subnet.contains(&ip_b), "{ip_b} in {}", b.network().subnet);
-    assert_ne!(ip_a, a.network().gateway(), "the gateway address is the bridge's");
-    assert!(link_exists(&a.network().bridge) && link_exists(&b.network().bridge));
+        // A pod in each runtime, in parallel.
+        let mut cri_b = b.client().await.unwrap();
+        let (a_logs, b_logs) = (a.layout().pod_logs.clone(), b.layout().pod_logs.clone());
+        let ((pod_a, ctr_a, ip_a), (pod_b, ctr_b, ip_b)) =
+            tokio::join!(run_web_pod(&mut cri, "web-a", &a_logs, 8080), run_web_pod(&mut cri_b, "web-b", &b_logs, 8081));
+        assert!(a.network().subnet.contains(&ip_a), "{ip_a} in {}", a.network().subnet);
+        assert!(b.network().subnet.contains(&ip_b), "{ip_b} in {}", b.network().subnet);
+        assert_ne!(ip_a, a.network().gateway(), "the gateway address is the bridge's");
+        assert!(link_exists(&a.network().bridge) && link_exists(&b.network().bridge));
 
-    // Host → pod over each private bridge.
-    let page_a = tokio::task::spawn_blocking(move || http_get(SocketAddr::from((ip_a, 8080)))).await.unwrap();
-    assert!(page_a.starts_with("HTTP/1.") && page_a.contains(PAGE), "{page_a}");
-    let page_b = tokio::task::spawn_blocking(move || http_get(SocketAddr::from((ip_b, 8081)))).await.unwrap();
-    assert!(page_b.contains(PAGE), "{page_b}");
+        // Host → pod over each private bridge.
+        let page_a = tokio::task::spawn_blocking(move || http_get(SocketAddr::from((ip_a, 8080)))).await.unwrap();
+        assert!(page_a.starts_with("HTTP/1.") && page_a.contains(PAGE), "{page_a}");
+        let page_b = tokio::task::spawn_blocking(move || http_get(SocketAddr::from((ip_b, 8081)))).await.unwrap();
+        assert!(page_b.contains(PAGE), "{page_b}");
 
-    // Each runtime sees only its own pod.
-    assert_eq!(counts(&mut cri).await, (1, 1));
-    assert_eq!(counts(&mut cri_b).await, (1, 1));
+        // Each runtime sees only its own pod.
+        assert_eq!(counts(&mut cri).await, (1, 1));
+        assert_eq!(counts(&mut cri_b).await, (1, 1));
 
-    // ExecSync: output and exit codes come back.
-    let exec = |cmd: &[&str]| ExecSyncRequest { container_id: ctr_a.clone(), cmd: cmd.iter().map(|s| s.to_string()).collect(), timeout: 10 };
-    let out = cri.runtime.exec_sync(exec(&["cat", "/www/index.html"])).await.unwrap().into_inner();
-    assert_eq!((out.exit_code, String::from_utf8_lossy(&out.stdout).trim()), (0, PAGE));
-    let out = cri.runtime.exec_sync(exec(&["sh", "-c", "echo oops >&2; exit 3"])).await.unwrap().into_inner();
-    assert_eq!((out.exit_code, String::from_utf8_lossy(&out.stderr).trim()), (3, "oops"));
-    let out = cri.runtime.exec_sync(exec(&["hostname"])).await.unwrap().into_inner();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "web-a");
+        // ExecSync: output and exit codes come back.
+        let exec = |cmd: &[&str]| ExecSyncRequest { container_id: ctr_a.clone(), cmd: cmd.iter().map(|s| s.to_string()).collect(), timeout: 10 };
+        let out = cri.runtime.exec_sync(exec(&["cat", "/www/index.html"])).await.unwrap().into_inner();
+        assert_eq!((out.exit_code, String::from_utf8_lossy(&out.stdout).trim()), (0, PAGE));
+        let out = cri.runtime.exec_sync(exec(&["sh", "-c", "echo oops >&2; exit 3"])).await.unwrap().into_inner();
+        assert_eq!((out.exit_code, String::from_utf8_lossy(&out.stderr).trim()), (3, "oops"));
+        let out = cri.runtime.exec_sync(exec(&["hostname"])).await.unwrap().into_inner();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "web-a");
 
-    // The container log is written in the CRI format under the sandbox's log directory.
-    let status = cri
-        .runtime
-        .container_status(ContainerStatusRequest { container_id: ctr_a.clone(), verbose: false })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
-    assert_eq!(status.state, ContainerState::ContainerRunning as i32);
-    assert_eq!(status.image.unwrap().image, BUSYBOX_IMAGE);
+        // The container log is written in the CRI format under the sandbox's log directory.
+        let status = cri
+            .runtime
+            .container_status(ContainerStatusRequest { container_id: ctr_a.clone(), verbose: false })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        assert_eq!(status.state, ContainerState::ContainerRunning as i32);
+        assert_eq!(status.image.unwrap().image, BUSYBOX_IMAGE);
 
-    // Tear down pod A through CRI; B's pod stays until B's Drop/stop removes it.
-    remove_pod(&mut cri, &pod_a, &ctr_a).await;
-    assert_eq!(counts(&mut cri).await, (0, 0));
-    assert_eq!(counts(&mut cri_b).await, (1, 1));
-    let _ = (pod_b, ctr_b);
+        // Tear down pod A through CRI; B's pod stays until B's Drop/stop removes it.
+        remove_pod(&mut cri, &pod_a, &ctr_a).await;
+        assert_eq!(counts(&mut cri).await, (0, 0));
+        assert_eq!(counts(&mut cri_b).await, (1, 1));
+        let _ = (pod_b, ctr_b);
 
-    // stop(): B still has a pod, which tear-down removes via CRI.
-    let (a_dir, a_bridge) = (a.layout().dir.clone(), a.network().bridge.clone());
-    let (b_dir, b_bridge, b_sock) = (b.layout().dir.clone(), b.network().bridge.clone(), b.socket().to_path_buf());
-    drop(cri);
-    drop(cri_b);
-    a.stop().await.expect("stop A");
-    b.stop().await.expect("stop B");
-    for (dir, bridge) in [(&a_dir, &a_bridge), (&b_dir, &b_bridge)] {
-        assert!(!dir.exists(), "{} removed", dir.display());
-        assert!(!link_exists(bridge), "bridge {bridge} removed");
-        assert_eq!(mounted_under(dir), Vec::<String>::new());
-    }
-    assert!(!b_sock.exists());
+        // stop(): B still has a pod, which tear-down removes via CRI.
+        let (a_dir, a_bridge) = (a.layout().dir.clone(), a.network().bridge.clone());
+        let (b_dir, b_bridge, b_sock) = (b.layout().dir.clone(), b.network().bridge.clone(), b.socket().to_path_buf());
+        drop(cri);
+        drop(cri_b);
+        a.stop().await.expect("stop A");
+        b.stop().await.expect("stop B");
+        for (dir, bridge) in [(&a_dir, &a_bridge), (&b_dir, &b_bridge)] {
+            assert!(!dir.exists(), "{} removed", dir.display());
+            assert!(!link_exists(bridge), "bridge {bridge} removed");
+            assert_eq!(mounted_under(dir), Vec::<String>::new());
+        }
+        assert!(!b_sock.exists());
+    });
 }
 
 /// Drop alone (as on a panic) must also clean up a runtime with a live pod.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drop_cleans_up_running_pod() {
-    let ctrd = PrivateContainerd::start(PrivateContainerdConfig::new("10.213.9.0/24".parse().unwrap())).await.expect("start");
-    let mut cri = ctrd.client().await.unwrap();
-    let logs = ctrd.layout().pod_logs.clone();
-    let (_pod, _ctr, ip) = run_web_pod(&mut cri, "web-c", &logs, 8082).await;
-    let page = tokio::task::spawn_blocking(move || http_get(SocketAddr::from((ip, 8082)))).await.unwrap();
-    assert!(page.contains(PAGE), "{page}");
-    let dir = ctrd.layout().dir.clone();
-    let bridge = ctrd.network().bridge.clone();
-    let socket = ctrd.socket().to_string_lossy().into_owned();
-    drop(cri);
-    drop(ctrd);
-    assert!(!dir.exists(), "{} removed", dir.display());
-    assert!(!link_exists(&bridge), "bridge {bridge} removed");
-    assert_eq!(mounted_under(&dir), Vec::<String>::new());
-    // No shim is left serving our (gone) socket.
-    let shims = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .filter(|c| c.split(|b| *b == 0).any(|a| a == socket.as_bytes()))
-        .count();
-    assert_eq!(shims, 0, "shims still running for {socket}");
+#[test]
+fn drop_cleans_up_running_pod() {
+    in_netns("rkt-drop", |_| async move {
+        let ctrd = PrivateContainerd::start(PrivateContainerdConfig::new("10.213.9.0/24".parse().unwrap())).await.expect("start");
+        let mut cri = ctrd.client().await.unwrap();
+        let logs = ctrd.layout().pod_logs.clone();
+        let (_pod, _ctr, ip) = run_web_pod(&mut cri, "web-c", &logs, 8082).await;
+        let page = tokio::task::spawn_blocking(move || http_get(SocketAddr::from((ip, 8082)))).await.unwrap();
+        assert!(page.contains(PAGE), "{page}");
+        let dir = ctrd.layout().dir.clone();
+        let bridge = ctrd.network().bridge.clone();
+        let socket = ctrd.socket().to_string_lossy().into_owned();
+        drop(cri);
+        drop(ctrd);
+        assert!(!dir.exists(), "{} removed", dir.display());
+        assert!(!link_exists(&bridge), "bridge {bridge} removed");
+        assert_eq!(mounted_under(&dir), Vec::<String>::new());
+        // No shim is left serving our (gone) socket.
+        let shims = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .filter(|c| c.split(|b| *b == 0).any(|a| a == socket.as_bytes()))
+            .count();
+        assert_eq!(shims, 0, "shims still running for {socket}");
+    });
 }
 
 /// containerd dies with a pod running (CRI cannot help any more): Drop must
 /// still kill the shim and the pod's processes, free its netns and bridge.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drop_cleans_up_after_containerd_crash() {
-    let ctrd = PrivateContainerd::start(PrivateContainerdConfig::new("10.213.10.0/24".parse().unwrap())).await.expect("start");
-    let mut cri = ctrd.client().await.unwrap();
-    let logs = ctrd.layout().pod_logs.clone();
-    let (pod_id, _ctr, ip) = run_web_pod(&mut cri, "web-d", &logs, 8083).await;
-    let sandbox_id = pod_id.clone();
-    let page = tokio::task::spawn_blocking(move || http_get(SocketAddr::from((ip, 8083)))).await.unwrap();
-    assert!(page.contains(PAGE), "{page}");
-    let netns = cri
-        .runtime
-        .pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: pod_id.clone(), verbose: true })
-        .await
-        .unwrap()
-        .into_inner()
-        .info
-        .get("info")
-        .and_then(|info| serde_json::from_str::<serde_json::Value>(info).ok())
-        .and_then(|v| v["runtimeSpec"]["linux"]["namespaces"].as_array().cloned())
-        .and_then(|ns| ns.iter().find(|n| n["type"] == "network").and_then(|n| n["path"].as_str().map(String::from)))
-        .expect("netns path in verbose sandbox status");
-    assert!(Path::new(&netns).exists());
-    assert_eq!(processes_with_args(&["httpd", "-f", "-p", "8083"]), 1, "httpd of web-d running");
-    drop(cri);
-    let pid = ctrd.pid().unwrap() as i32;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
-    let (dir, bridge, net_name) = (ctrd.layout().dir.clone(), ctrd.network().bridge.clone(), ctrd.network().name.clone());
-    let (pods_chain, masq_chain) = ctrd.network().chains();
-    let rules = iptables_rules();
-    for chain in [&pods_chain, &masq_chain] {
-        assert!(rules.contains(&format!("-j {chain}")), "node rules of {net_name}: jump to {chain} missing:\n{rules}");
-    }
-    drop(ctrd);
-    // The node's chains and jumps are gone, and no rule names the pod.
-    let rules = iptables_rules();
-    assert!(!rules.contains(&net_name), "{rules}");
-    assert!(!rules.contains(&pods_chain) && !rules.contains(&masq_chain), "{rules}");
-    assert!(!rules.contains(&format!("{ip}/32")), "{rules}");
-    assert!(!Path::new(&netns).exists(), "netns {netns} removed");
-    let cache: Vec<String> = std::fs::read_dir("/var/lib/cni/results")
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-        .unwrap_or_default();
-    assert!(!cache.iter().any(|f| f.contains(&net_name) || f.contains(&sandbox_id)), "CNI cache left: {cache:?}");
-    assert!(!dir.exists(), "{} removed", dir.display());
-    assert!(!link_exists(&bridge), "bridge {bridge} removed");
-    assert_eq!(mounted_under(&dir), Vec::<String>::new());
-    // The pod's httpd was killed. (Checked through /proc, not by dialling the
-    // pod IP: with the bridge gone that address would route off the machine.)
-    assert_eq!(processes_with_args(&["httpd", "-f", "-p", "8083"]), 0, "httpd of web-d still running");
+#[test]
+fn drop_cleans_up_after_containerd_crash() {
+    in_netns("rkt-crash", |_| async move {
+        let ctrd = PrivateContainerd::start(PrivateContainerdConfig::new("10.213.10.0/24".parse().unwrap())).await.expect("start");
+        let mut cri = ctrd.client().await.unwrap();
+        let logs = ctrd.layout().pod_logs.clone();
+        let (pod_id, _ctr, ip) = run_web_pod(&mut cri, "web-d", &logs, 8083).await;
+        let sandbox_id = pod_id.clone();
+        let page = tokio::task::spawn_blocking(move || http_get(SocketAddr::from((ip, 8083)))).await.unwrap();
+        assert!(page.contains(PAGE), "{page}");
+        let netns = cri
+            .runtime
+            .pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: pod_id.clone(), verbose: true })
+            .await
+            .unwrap()
+            .into_inner()
+            .info
+            .get("info")
+            .and_then(|info| serde_json::from_str::<serde_json::Value>(info).ok())
+            .and_then(|v| v["runtimeSpec"]["linux"]["namespaces"].as_array().cloned())
+            .and_then(|ns| ns.iter().find(|n| n["type"] == "network").and_then(|n| n["path"].as_str().map(String::from)))
+            .expect("netns path in verbose sandbox status");
+        assert!(Path::new(&netns).exists());
+        assert_eq!(processes_with_args(&["httpd", "-f", "-p", "8083"]), 1, "httpd of web-d running");
+        drop(cri);
+        let pid = ctrd.pid().unwrap() as i32;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+        let (dir, bridge, net_name) = (ctrd.layout().dir.clone(), ctrd.network().bridge.clone(), ctrd.network().name.clone());
+        let (pods_chain, masq_chain) = ctrd.network().chains();
+        let rules = iptables_rules();
+        for chain in [&pods_chain, &masq_chain] {
+            assert!(rules.contains(&format!("-j {chain}")), "node rules of {net_name}: jump to {chain} missing:\n{rules}");
+        }
+        drop(ctrd);
+        // The node's chains and jumps are gone, and no rule names the pod.
+        let rules = iptables_rules();
+        assert!(!rules.contains(&net_name), "{rules}");
+        assert!(!rules.contains(&pods_chain) && !rules.contains(&masq_chain), "{rules}");
+        assert!(!rules.contains(&format!("{ip}/32")), "{rules}");
+        assert!(!Path::new(&netns).exists(), "netns {netns} removed");
+        let cache: Vec<String> = std::fs::read_dir("/var/lib/cni/results")
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        assert!(!cache.iter().any(|f| f.contains(&net_name) || f.contains(&sandbox_id)), "CNI cache left: {cache:?}");
+        assert!(!dir.exists(), "{} removed", dir.display());
+        assert!(!link_exists(&bridge), "bridge {bridge} removed");
+        assert_eq!(mounted_under(&dir), Vec::<String>::new());
+        // The pod's httpd was killed. (Checked through /proc, not by dialling the
+        // pod IP: with the bridge gone that address would route off the machine.)
+        assert_eq!(processes_with_args(&["httpd", "-f", "-p", "8083"]), 0, "httpd of web-d still running");
+    });
 }
 
 /// The filter and nat tables as `iptables-save` prints them.
@@ -315,32 +320,6 @@ fn processes_with_args(prefix: &[&str]) -> usize {
         .count()
 }
 
-/// `ip ARGS`, panicking with its stderr on failure.
-fn ip(args: &[&str]) {
-    let out = std::process::Command::new("ip").args(args).output().expect("ip");
-    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-}
-
-/// Named network namespaces and a process in one of them, removed on drop
-/// (also when the test fails).
-struct Scratch {
-    netns: Vec<String>,
-    server: Option<std::process::Child>,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.server.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for ns in &self.netns {
-            let _ = std::process::Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
 /// The pod network's node-wide rules (kubenet's way: FORWARD accepts the
 /// bridge's traffic; what pods send beyond the non-masquerade CIDR leaves
 /// with the node's address) are what takes a pod's packets off its node.
@@ -352,44 +331,30 @@ impl Drop for Scratch {
 /// the node's address. With the rules removed the same request gets nowhere.
 #[test]
 fn node_rules_take_pod_traffic_beyond_the_node() {
-    let tag = std::process::id();
-    let (node, outside) = (format!("rkn-{tag}"), format!("rko-{tag}"));
-    let mut scratch = Scratch { netns: vec![], server: None, dir: tempfile::tempdir().unwrap() };
-    for ns in [&node, &outside] {
-        ip(&["netns", "add", ns]);
-        scratch.netns.push(ns.clone());
-        ip(&["-n", ns, "link", "set", "lo", "up"]);
-    }
-    ip(&["-n", &node, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1", "netns", &outside]);
-    ip(&["-n", &node, "addr", "add", "10.213.98.1/24", "dev", "eth0"]);
-    ip(&["-n", &node, "link", "set", "eth0", "up"]);
-    ip(&["-n", &outside, "addr", "add", "10.213.98.2/24", "dev", "eth1"]);
-    ip(&["-n", &outside, "link", "set", "eth1", "up"]);
-    let in_node = |args: &[&str]| {
-        let out = std::process::Command::new("ip").args(["netns", "exec", &node]).args(args).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    in_node(&["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
-    in_node(&["iptables", "-w", "-P", "FORWARD", "DROP"]);
+    let outside = Netns::new("rkt-out");
+    let outside_name = outside.name.clone();
     // The outside host: busybox httpd with a CGI script that says who asked.
-    let cgi = scratch.dir.path().join("cgi-bin");
+    let www = tempfile::tempdir().unwrap();
+    let cgi = www.path().join("cgi-bin");
     std::fs::create_dir_all(&cgi).unwrap();
     std::fs::write(cgi.join("who"), "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"from $REMOTE_ADDR\"\n").unwrap();
     std::process::Command::new("chmod").arg("+x").arg(cgi.join("who")).status().unwrap();
-    scratch.server = Some(
-        std::process::Command::new("ip")
-            .args(["netns", "exec", &outside, "busybox", "httpd", "-f", "-p", "8080", "-h"])
-            .arg(scratch.dir.path())
-            .spawn()
-            .unwrap(),
-    );
-
-    let ns_path = format!("/run/netns/{node}");
-    let result = std::thread::spawn(move || {
-        // This thread, its runtime and containerd live in the node namespace.
-        nix::sched::setns(std::fs::File::open(&ns_path).unwrap(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        rt.block_on(async {
+    let mut server = std::process::Command::new("ip")
+        .args(["netns", "exec", &outside.name, "busybox", "httpd", "-f", "-p", "8080", "-h"])
+        .arg(www.path())
+        .spawn()
+        .unwrap();
+    let result = std::panic::catch_unwind(|| {
+        in_netns("rkt-node", move |_| async move {
+            ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth1", "netns", &outside_name]);
+            ip(&["addr", "add", "10.213.98.1/24", "dev", "eth0"]);
+            ip(&["link", "set", "eth0", "up"]);
+            ip(&["-n", &outside_name, "addr", "add", "10.213.98.2/24", "dev", "eth1"]);
+            ip(&["-n", &outside_name, "link", "set", "eth1", "up"]);
+            for cmd in [&["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"][..], &["iptables", "-w", "-P", "FORWARD", "DROP"]] {
+                let out = std::process::Command::new(cmd[0]).args(&cmd[1..]).output().unwrap();
+                assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+            }
             let ctrd = PrivateContainerd::start(PrivateContainerdConfig::new("10.213.11.0/24".parse().unwrap())).await.expect("start");
             let mut cri = ctrd.client().await.unwrap();
             let (_pod, ctr, pod_ip) = run_web_pod(&mut cri, "net-out", &ctrd.layout().pod_logs.clone(), 8084).await;
@@ -416,10 +381,11 @@ fn node_rules_take_pod_traffic_beyond_the_node() {
             assert!(!String::from_utf8_lossy(&out.stdout).contains("from "), "reached the server without the node rules: {out:?}");
             drop(cri);
             ctrd.stop().await.expect("tear-down");
-        });
-    })
-    .join();
-    drop(scratch);
+        })
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    drop(outside);
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub mod ha;
+pub mod netns;
 pub mod up;
 
 /// A port nobody listens on right now.

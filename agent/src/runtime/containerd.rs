@@ -534,8 +534,13 @@ fn netns_of_spec(spec: &str) -> Option<PathBuf> {
 }
 
 /// `ip link del NAME`; a missing link is not an error (no pod ever ran).
+///
+/// Asks netlink (`ip`), not `/sys/class/net`: sysfs lists the interfaces of
+/// the network namespace it was mounted in, which is not ours when we run
+/// in a namespace of our own (as the benchmark and the tests do).
 fn delete_link(name: &str) -> Result<(), String> {
-    if !Path::new("/sys/class/net").join(name).exists() {
+    let exists = Command::new("ip").args(["link", "show", "dev", name]).output().is_ok_and(|o| o.status.success());
+    if !exists {
         return Ok(());
     }
     match Command::new("ip").args(["link", "del", name]).output() {
