@@ -103,7 +103,8 @@ fn each_bootstrap_role_is_enough_for_its_component_and_no_more() {
     // garbagecollector (deletes, ownerRef patches), namespace
     // (deletecollection, finalize), nodelifecycle (node status, taints,
     // pod Ready=False, evictions), nodeipam (podCIDR patch), podgc,
-    // serviceaccount; every informer's list+watch; events; its Lease.
+    // serviceaccount, resourcequota (status); every informer's list+watch;
+    // events; its Lease.
     check(
         &s,
         "system:kube-controller-manager",
@@ -126,6 +127,7 @@ fn each_bootstrap_role_is_enough_for_its_component_and_no_more() {
             ("watch", "nodes", "/"), ("patch", "nodes", "/n1"), ("update", "nodes/status", "/n1"),
             ("watch", "leases.coordination.k8s.io", "kube-node-lease/"),
             ("create", "events", "default/"), ("patch", "events", "default/e"),
+            ("watch", "resourcequotas", "/"), ("update", "resourcequotas/status", "team/q"),
             ("create", "leases.coordination.k8s.io", "kube-system/"),
             ("get", "leases.coordination.k8s.io", "kube-system/kube-controller-manager"),
             ("update", "leases.coordination.k8s.io", "kube-system/kube-controller-manager"),

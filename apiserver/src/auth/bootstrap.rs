@@ -56,6 +56,7 @@ pub const CONTROLLERS: &[&str] = &[
     "namespace-controller",
     "node-controller",
     "pod-garbage-collector",
+    "resourcequota-controller",
     "service-account-controller",
 ];
 
@@ -196,6 +197,13 @@ fn controller_rules(name: &str) -> Vec<Value> {
             rule(&["delete", "list", "watch"], &[CORE], &["pods"]),
             rule(READ, &[CORE], &["nodes"]),
             rule(&["patch"], &[CORE], &["pods/status"]),
+        ],
+        "resourcequota-controller" => vec![
+            // Recounting usage means listing anything a quota can count;
+            // list and watch only, no get (as upstream).
+            rule(&["list", "watch"], &["*"], &["*"]),
+            rule(&["update"], &[CORE], &["resourcequotas/status"]),
+            events_rule(),
         ],
         "service-account-controller" => vec![rule(&["create"], &[CORE], &["serviceaccounts"]), events_rule()],
         _ => vec![],
@@ -471,6 +479,11 @@ mod tests {
             res("create", "", "pods", "default", ""),
             true,
         );
+        let quota = UserInfo::service_account("kube-system", "resourcequota-controller");
+        check(quota.clone(), res("update", "", "resourcequotas", "team", "q").with_subresource("status"), true);
+        check(quota.clone(), res("list", APPS, "deployments", "team", ""), true);
+        check(quota.clone(), res("get", "", "secrets", "team", "s"), false);
+        check(quota, res("update", "", "resourcequotas", "team", "q"), false);
 
         let proxy = authed("system:kube-proxy", &[]);
         check(proxy.clone(), res("watch", "", "endpoints", "", ""), true);
