@@ -133,6 +133,7 @@ pub struct Etcd {
     child: Child,
     pub endpoint: String,
     pub dir: tempfile::TempDir,
+    peer: u16,
 }
 
 impl Etcd {
@@ -140,10 +141,18 @@ impl Etcd {
         let dir = tempfile::Builder::new().prefix("rkube-etcd-").tempdir().unwrap();
         let (client, peer) = (free_port(), free_port());
         let endpoint = format!("http://127.0.0.1:{client}");
+        let child = Self::spawn_member(dir.path(), &endpoint, peer);
+        Etcd { child, endpoint, dir, peer }
+    }
+
+    /// One member on `dir`'s data, serving clients at `endpoint`; waits
+    /// until it is healthy. On a data directory that already holds a
+    /// member, etcd ignores the bootstrap flags and carries on.
+    fn spawn_member(dir: &Path, endpoint: &str, peer: u16) -> Child {
         let peer_url = format!("http://127.0.0.1:{peer}");
         let mut cmd = Command::new("etcd");
         cmd.arg("--name=test")
-            .arg(format!("--data-dir={}", dir.path().join("data").display()))
+            .arg(format!("--data-dir={}", dir.join("data").display()))
             .arg(format!("--listen-client-urls={endpoint}"))
             .arg(format!("--advertise-client-urls={endpoint}"))
             .arg(format!("--listen-peer-urls={peer_url}"))
@@ -151,13 +160,19 @@ impl Etcd {
             .arg(format!("--initial-cluster=test={peer_url}"))
             .arg("--log-level=error")
             .arg("--logger=zap");
-        let child = spawn(cmd, &dir.path().join("etcd.log"));
-        let e = Etcd { child, endpoint, dir };
-        let url = e.endpoint.clone();
+        let child = spawn(cmd, &dir.join("etcd.log"));
         wait_until("etcd", Duration::from_secs(20), || {
-            try_http(&url, "GET", "/health", None, b"").is_ok_and(|r| r.status == 200)
+            try_http(endpoint, "GET", "/health", None, b"").is_ok_and(|r| r.status == 200)
         });
-        e
+        child
+    }
+
+    /// Kills etcd and starts it again on the same data, serving clients at
+    /// `endpoint` (its own, or another one nobody else knows about).
+    pub fn restart_at(&mut self, endpoint: &str) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn_member(self.dir.path(), endpoint, self.peer);
     }
 
     /// Every key in etcd, with its mod revision: to prove a request wrote nothing.
