@@ -4,9 +4,10 @@
 //! Each pass ("sync") is level-triggered: it looks at what the runtime has
 //! (sandboxes and containers labelled with the pod's UID) and at the pod
 //! spec, does the next steps, then computes the pod status from the runtime
-//! again and posts it if it changed. A worker wakes on a pod update, on a
-//! probe result change, or on a timer (the next back-off expiry or
-//! `--sync-frequency`). Workers share nothing but the CRI connection, so a
+//! again and posts it if it changed. A worker wakes on a pod update (not on
+//! the watch's echo of the status it posted itself), on a probe result
+//! change, or on a timer (a second after a start, the next back-off expiry
+//! or `--sync-frequency`). Workers share nothing but the CRI connection, so a
 //! slow or failing pod never holds up another.
 //!
 //! One sync, in order:
