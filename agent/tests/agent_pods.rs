@@ -155,7 +155,7 @@ async fn wait_pod(pods: &Api<Pod>, name: &str, what: &str, timeout: Duration, ag
 
 #[test]
 fn pod_runs_serves_logs_survives_agent_restart_and_is_deleted() {
-    in_netns("rkt-agent0", |_| async move {
+    in_netns("rkt-agent0", || async move {
         let mut n = node("10.215.1.0/24").await;
         let client = n.cluster.client().await;
         let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -299,7 +299,7 @@ fn pod_runs_serves_logs_survives_agent_restart_and_is_deleted() {
 
 #[test]
 fn probes_restart_on_liveness_failure_and_hold_readiness() {
-    in_netns("rkt-agent1", |_| async move {
+    in_netns("rkt-agent1", || async move {
         let mut n = node("10.215.2.0/24").await;
         let client = n.cluster.client().await;
         let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -343,7 +343,7 @@ fn probes_restart_on_liveness_failure_and_hold_readiness() {
 
 #[test]
 fn bad_images_back_off_crash_loops_back_off_and_others_run() {
-    in_netns("rkt-agent2", |_| async move {
+    in_netns("rkt-agent2", || async move {
         let mut n = node("10.215.3.0/24").await;
         let client = n.cluster.client().await;
         let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -434,7 +434,7 @@ fn bad_images_back_off_crash_loops_back_off_and_others_run() {
 /// `apiserver/src/node_proxy.rs`.
 #[test]
 fn kubectl_logs_and_exec_through_the_apiserver() {
-    in_netns("rkt-agent3", |_| async move {
+    in_netns("rkt-agent3", || async move {
         let mut n = node("10.215.4.0/24").await;
         let client = n.cluster.client().await;
         let pods: Api<Pod> = Api::namespaced(client.clone(), "default");

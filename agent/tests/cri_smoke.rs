@@ -19,7 +19,7 @@ use proto::runtime::v1::*;
 use rkube_agent::runtime::containerd::{PrivateContainerd, PrivateContainerdConfig};
 use rkube_agent::runtime::cri::CriClient;
 use rkube_agent::runtime::images::{BUSYBOX_IMAGE, PAUSE_IMAGE};
-use e2e::netns::{in_netns, ip, link_exists, Netns};
+use e2e::netns::{in_netns, ip, link_exists, run_checked, Netns};
 
 const PAGE: &str = "hello from an rkube pod";
 
@@ -135,7 +135,7 @@ fn mounted_under(dir: &Path) -> Vec<String> {
 
 #[test]
 fn cri_pod_lifecycle_on_private_containerd() {
-    in_netns("rkt-cri", |_| async move {
+    in_netns("rkt-cri", || async move {
         // Two instances at once, each with its own podCIDR (unlikely to clash with real networks).
         let (a, b) = tokio::join!(
             PrivateContainerd::start(PrivateContainerdConfig::new("10.213.7.0/24".parse().unwrap())),
@@ -220,7 +220,7 @@ fn cri_pod_lifecycle_on_private_containerd() {
 /// Drop alone (as on a panic) must also clean up a runtime with a live pod.
 #[test]
 fn drop_cleans_up_running_pod() {
-    in_netns("rkt-drop", |_| async move {
+    in_netns("rkt-drop", || async move {
         let ctrd = PrivateContainerd::start(PrivateContainerdConfig::new("10.213.9.0/24".parse().unwrap())).await.expect("start");
         let mut cri = ctrd.client().await.unwrap();
         let logs = ctrd.layout().pod_logs.clone();
@@ -250,7 +250,7 @@ fn drop_cleans_up_running_pod() {
 /// still kill the shim and the pod's processes, free its netns and bridge.
 #[test]
 fn drop_cleans_up_after_containerd_crash() {
-    in_netns("rkt-crash", |_| async move {
+    in_netns("rkt-crash", || async move {
         let ctrd = PrivateContainerd::start(PrivateContainerdConfig::new("10.213.10.0/24".parse().unwrap())).await.expect("start");
         let mut cri = ctrd.client().await.unwrap();
         let logs = ctrd.layout().pod_logs.clone();
@@ -331,62 +331,48 @@ fn processes_with_args(prefix: &[&str]) -> usize {
 /// the node's address. With the rules removed the same request gets nowhere.
 #[test]
 fn node_rules_take_pod_traffic_beyond_the_node() {
-    let outside = Netns::new("rkt-out");
-    let outside_name = outside.name.clone();
+    let outside = Netns::new("rko");
     // The outside host: busybox httpd with a CGI script that says who asked.
     let www = tempfile::tempdir().unwrap();
     let cgi = www.path().join("cgi-bin");
     std::fs::create_dir_all(&cgi).unwrap();
     std::fs::write(cgi.join("who"), "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"from $REMOTE_ADDR\"\n").unwrap();
     std::process::Command::new("chmod").arg("+x").arg(cgi.join("who")).status().unwrap();
-    let mut server = std::process::Command::new("ip")
-        .args(["netns", "exec", &outside.name, "busybox", "httpd", "-f", "-p", "8080", "-h"])
-        .arg(www.path())
-        .spawn()
-        .unwrap();
-    let result = std::panic::catch_unwind(|| {
-        in_netns("rkt-node", move |_| async move {
-            ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth1", "netns", &outside_name]);
-            ip(&["addr", "add", "10.213.98.1/24", "dev", "eth0"]);
-            ip(&["link", "set", "eth0", "up"]);
-            ip(&["-n", &outside_name, "addr", "add", "10.213.98.2/24", "dev", "eth1"]);
-            ip(&["-n", &outside_name, "link", "set", "eth1", "up"]);
-            for cmd in [&["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"][..], &["iptables", "-w", "-P", "FORWARD", "DROP"]] {
-                let out = std::process::Command::new(cmd[0]).args(&cmd[1..]).output().unwrap();
-                assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    outside.spawn(&["busybox", "httpd", "-f", "-p", "8080", "-h", &www.path().to_string_lossy()], &www.path().join("httpd.log"));
+    let outside_name = outside.name.clone();
+    in_netns("rkn", move || async move {
+        ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth1", "netns", &outside_name]);
+        ip(&["addr", "add", "10.213.98.1/24", "dev", "eth0"]);
+        ip(&["link", "set", "eth0", "up"]);
+        ip(&["-n", &outside_name, "addr", "add", "10.213.98.2/24", "dev", "eth1"]);
+        ip(&["-n", &outside_name, "link", "set", "eth1", "up"]);
+        run_checked(std::process::Command::new("sysctl").args(["-q", "-w", "net.ipv4.ip_forward=1"]));
+        run_checked(std::process::Command::new("iptables").args(["-w", "-P", "FORWARD", "DROP"]));
+        let ctrd = PrivateContainerd::start(PrivateContainerdConfig::new("10.213.11.0/24".parse().unwrap())).await.expect("start");
+        let mut cri = ctrd.client().await.unwrap();
+        let (_pod, ctr, pod_ip) = run_web_pod(&mut cri, "net-out", &ctrd.layout().pod_logs.clone(), 8084).await;
+        let ask = ExecSyncRequest {
+            container_id: ctr.clone(),
+            cmd: ["sh", "-c", "printf 'GET /cgi-bin/who HTTP/1.0\\r\\n\\r\\n' | nc -w 3 10.213.98.2 8080"].map(String::from).to_vec(),
+            timeout: 10,
+        };
+        // httpd in the other namespace may still be starting: retry briefly.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let answer = loop {
+            let out = cri.runtime.exec_sync(ask.clone()).await.unwrap().into_inner();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if text.contains("from ") || Instant::now() > deadline {
+                break text;
             }
-            let ctrd = PrivateContainerd::start(PrivateContainerdConfig::new("10.213.11.0/24".parse().unwrap())).await.expect("start");
-            let mut cri = ctrd.client().await.unwrap();
-            let (_pod, ctr, pod_ip) = run_web_pod(&mut cri, "net-out", &ctrd.layout().pod_logs.clone(), 8084).await;
-            let ask = ExecSyncRequest {
-                container_id: ctr.clone(),
-                cmd: ["sh", "-c", "printf 'GET /cgi-bin/who HTTP/1.0\\r\\n\\r\\n' | nc -w 3 10.213.98.2 8080"].map(String::from).to_vec(),
-                timeout: 10,
-            };
-            // httpd in the other namespace may still be starting: retry briefly.
-            let deadline = Instant::now() + Duration::from_secs(10);
-            let answer = loop {
-                let out = cri.runtime.exec_sync(ask.clone()).await.unwrap().into_inner();
-                let text = String::from_utf8_lossy(&out.stdout).into_owned();
-                if text.contains("from ") || Instant::now() > deadline {
-                    break text;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            };
-            assert!(answer.contains("from ") && answer.contains("10.213.98.1"), "the server should see the node's address: {answer:?}");
-            assert!(!answer.contains(&pod_ip.to_string()), "{answer:?}");
-            // Without the node's rules the packet is dropped in FORWARD.
-            assert_eq!(ctrd.network().remove_node_rules(None), Vec::<String>::new());
-            let out = cri.runtime.exec_sync(ask).await.unwrap().into_inner();
-            assert!(!String::from_utf8_lossy(&out.stdout).contains("from "), "reached the server without the node rules: {out:?}");
-            drop(cri);
-            ctrd.stop().await.expect("tear-down");
-        })
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert!(answer.contains("from ") && answer.contains("10.213.98.1"), "the server should see the node's address: {answer:?}");
+        assert!(!answer.contains(&pod_ip.to_string()), "{answer:?}");
+        // Without the node's rules the packet is dropped in FORWARD.
+        assert_eq!(ctrd.network().remove_node_rules(None), Vec::<String>::new());
+        let out = cri.runtime.exec_sync(ask).await.unwrap().into_inner();
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("from "), "reached the server without the node rules: {out:?}");
+        drop(cri);
+        ctrd.stop().await.expect("tear-down");
     });
-    let _ = server.kill();
-    let _ = server.wait();
-    drop(outside);
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
 }

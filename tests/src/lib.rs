@@ -22,7 +22,9 @@ pub fn free_port() -> u16 {
 }
 
 /// Starts `cmd` so that it dies with the test process, logging to `log`.
-fn spawn(mut cmd: Command, log: &Path) -> Child {
+/// Starts `cmd` with its output in `log`, so that it dies with the test
+/// process (parent-death signal).
+pub fn spawn_logged(mut cmd: Command, log: &Path) -> Child {
     let out = std::fs::File::create(log).unwrap();
     let err = out.try_clone().unwrap();
     cmd.stdin(Stdio::null()).stdout(out).stderr(err);
@@ -160,7 +162,7 @@ impl Etcd {
             .arg(format!("--initial-cluster=test={peer_url}"))
             .arg("--log-level=error")
             .arg("--logger=zap");
-        let child = spawn(cmd, &dir.join("etcd.log"));
+        let child = spawn_logged(cmd, &dir.join("etcd.log"));
         wait_until("etcd", Duration::from_secs(20), || {
             try_http(endpoint, "GET", "/health", None, b"").is_ok_and(|r| r.status == 200)
         });
@@ -265,7 +267,7 @@ impl ApiServer {
             cmd.arg("--disable-admission-plugins=ServiceAccount");
         }
         let log = dir.join(format!("apiserver-{port}.log"));
-        let child = spawn(cmd, &log);
+        let child = spawn_logged(cmd, &log);
         let mut s = ApiServer { child, url, log };
         let u = s.url.clone();
         let start = Instant::now();

@@ -8,15 +8,11 @@
 //! Pod and service addresses are only ever used inside the namespaces.
 #![allow(dead_code)]
 
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub fn is_root() -> bool {
@@ -40,114 +36,11 @@ pub fn can_run() -> bool {
     true
 }
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
+pub use e2e::netns::{run_checked, unique, Netns};
+pub use e2e::spawn_logged;
 
-/// A short unique name: `prefix` + pid + counter (≤ 15 chars for prefix ≤ 3).
-pub fn unique(prefix: &str) -> String {
-    format!("{prefix}{}x{}", std::process::id() % 100000, COUNTER.fetch_add(1, Ordering::Relaxed))
-}
-
-fn run_checked(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Start `cmd` so that it dies with the test process (parent-death signal).
-pub fn spawn_logged(mut cmd: Command, log: &Path) -> Child {
-    let out = File::create(log).unwrap();
-    let err = out.try_clone().unwrap();
-    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"))
-}
-
-/// A network namespace, deleted (with its veth ends and the processes
-/// started in it through [`Netns::spawn`]) on drop.
-pub struct Netns {
-    pub name: String,
-    children: Mutex<Vec<Child>>,
-}
-
-impl Netns {
-    pub fn new(prefix: &str) -> Netns {
-        let name = unique(prefix);
-        run_checked(Command::new("ip").args(["netns", "add", &name]));
-        let ns = Netns { name, children: Mutex::new(Vec::new()) };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// `ip -n <ns> <args>`.
-    pub fn ip(&self, args: &[&str]) -> String {
-        run_checked(Command::new("ip").arg("-n").arg(&self.name).args(args))
-    }
-
-    /// Run a command inside, failing on a non-zero exit.
-    pub fn exec(&self, args: &[&str]) -> String {
-        run_checked(Command::new("ip").args(["netns", "exec", &self.name]).args(args))
-    }
-
-    /// Run a command inside, whatever its exit code.
-    pub fn output(&self, args: &[&str]) -> Output {
-        Command::new("ip").args(["netns", "exec", &self.name]).args(args).output().unwrap()
-    }
-
-    /// `ip netns exec <ns> <args>` as a command to spawn.
-    pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name]).args(args);
-        c
-    }
-
-    /// A background process inside, killed when the namespace is dropped.
-    pub fn spawn(&self, args: &[&str], log: &Path) {
-        let child = spawn_logged(self.command(args), log);
-        self.children.lock().unwrap().push(child);
-    }
-
-    pub fn sysctl(&self, key: &str, value: &str) {
-        self.exec(&["sysctl", "-q", "-w", &format!("{key}={value}")]);
-    }
-
-    /// Run `f` on a thread that has entered this namespace.
-    pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        let file = File::open(format!("/run/netns/{}", self.name)).unwrap();
-        std::thread::scope(|s| {
-            s.spawn(move || {
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-                f()
-            })
-            .join()
-            .expect("thread in netns panicked")
-        })
-    }
-
-    /// `iptables-save -t <table>` inside, without comment and counter noise.
-    pub fn save(&self, table: &str) -> Vec<String> {
-        self.exec(&["iptables-save", "-t", table])
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .map(|l| if l.starts_with(':') { l.split(" [").next().unwrap().to_string() } else { l.to_string() })
-            .collect()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for mut c in self.children.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
-    }
-}
+/// Host links made by this process (each gets its own /30).
+static LINKS: AtomicU32 = AtomicU32::new(0);
 
 /// A veth pair between two namespaces, each end with an address.
 pub fn veth(a: &Netns, a_if: &str, a_addr: &str, b: &Netns, b_if: &str, b_addr: &str) {
@@ -170,7 +63,7 @@ impl HostLink {
     pub fn new(ns: &Netns, ns_if: &str) -> HostLink {
         // 169.254.<100..159>.<4k> /30: per process and per link, so parallel
         // tests (and test processes) do not collide.
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let n = LINKS.fetch_add(1, Ordering::Relaxed);
         let third = 100 + std::process::id() % 60;
         let base = (n % 63) * 4;
         let host_if = unique("rkh");
