@@ -8,15 +8,15 @@
 //! * [`simulated`] — many fake nodes in one process (kwok-like).
 
 pub mod bench;
-pub mod exec;
 pub mod logs;
 pub mod node;
 pub mod options;
 pub mod pods;
 pub mod probes;
 pub mod runtime;
-pub mod simulated;
 pub mod server;
+pub mod simulated;
+pub mod streaming;
 
 use anyhow::{Context, Result};
 

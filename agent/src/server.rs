@@ -1,6 +1,8 @@
 //! The agent's HTTP endpoints: `/healthz` (on `--healthz-port`), and on
 //! `--port` the node API the apiserver proxies to: container logs
-//! (`/containerLogs/<ns>/<pod>/<container>`) and exec (`/exec/...`).
+//! (`/containerLogs/<ns>/<pod>/<container>`), and the streaming endpoints
+//! exec, attach and port-forward (`/exec/...`, `/attach/...`,
+//! `/portForward/...`, in `streaming.rs`).
 
 use std::convert::Infallible;
 
@@ -78,8 +80,29 @@ impl NodeApi {
                 let query = req.uri().query().unwrap_or("").to_string();
                 self.container_logs(ns, pod, container, &query).await
             }
-            ["exec", ns, pod, container] => crate::exec::exec(self, ns, pod, container, req).await,
+            ["exec", ns, pod, container] => crate::streaming::exec(self, ns, pod, container, req).await,
+            ["attach", ns, pod, container] => crate::streaming::attach(self, ns, pod, container, req).await,
+            ["portForward", ns, pod] => crate::streaming::port_forward(self, ns, pod, None, req).await,
+            ["portForward", ns, pod, uid] => crate::streaming::port_forward(self, ns, pod, Some(uid), req).await,
             _ => text(404, "404 page not found\n"),
+        }
+    }
+
+    /// The ready CRI sandbox of `pod` (of that `uid`, if one is given).
+    pub async fn ready_sandbox(&self, ns: &str, pod: &str, uid: Option<&str>) -> Result<String, Response<Body>> {
+        let p = self.pods.get_named(Some(ns), pod).filter(|p| uid.is_none_or(|u| p.metadata.uid.as_deref() == Some(u)));
+        let Some(p) = p else {
+            return Err(text(404, format!("pod {ns}/{pod} not found on this node")));
+        };
+        let filter = cri::PodSandboxFilter {
+            label_selector: [(POD_UID_LABEL.to_string(), p.metadata.uid.clone().unwrap_or_default())].into(),
+            state: Some(cri::PodSandboxStateValue { state: cri::PodSandboxState::SandboxReady as i32 }),
+            ..Default::default()
+        };
+        let mut c = self.cri.clone();
+        match c.runtime.list_pod_sandbox(cri::ListPodSandboxRequest { filter: Some(filter) }).await {
+            Ok(r) => r.into_inner().items.into_iter().max_by_key(|s| s.created_at).map(|s| s.id).ok_or_else(|| text(400, format!("pod {pod} has no running sandbox"))),
+            Err(e) => Err(text(500, format!("ListPodSandbox: {}", e.message()))),
         }
     }
 

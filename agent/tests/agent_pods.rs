@@ -430,8 +430,6 @@ fn bad_images_back_off_crash_loops_back_off_and_others_run() {
 
 /// `kubectl logs`, `kubectl logs -f` and `kubectl exec` (1.27 and 1.33) through
 /// the apiserver's `pods/log` and `pods/exec`, which proxy to this agent.
-/// Ignored until the apiserver routes those subresources to
-/// `apiserver/src/node_proxy.rs`.
 #[test]
 fn kubectl_logs_and_exec_through_the_apiserver() {
     in_netns("rkt-agent3", || async move {
@@ -485,4 +483,143 @@ async fn wait_pod_gone(pods: &Api<Pod>, name: &str, agent: &mut Agent) {
         async move { pod_gone(&pods, &name).await.then_some(()) }
     })
     .await;
+}
+
+/// Spawns a `kubectl port-forward` and returns it with the local port it
+/// chose (from its "Forwarding from 127.0.0.1:<port> -> <remote>" line).
+fn port_forward(cluster: &e2e::Cluster, version: &str, target: &str, remote: u16) -> (std::process::Child, u16) {
+    use std::io::BufRead;
+    let mut child = cluster
+        .kubectl_cmd(version, &["port-forward", target, &format!(":{remote}")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+    let port = first.strip_prefix("Forwarding from 127.0.0.1:").and_then(|r| r.split_once(' ')).and_then(|(p, _)| p.parse().ok());
+    let Some(port) = port else {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!("kubectl {version} port-forward {target}: {first:?}; stderr: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    // Keep draining kubectl's "Handling connection" lines.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, port)
+}
+
+/// The rest of kubectl's pod streams, for kubectl 1.27, 1.33 and this
+/// machine's: `kubectl port-forward` to a pod and to a Service (through
+/// `pods/portforward`: the runtime dials the port inside the pod's network
+/// namespace), `kubectl attach` and `kubectl run -i --rm` (through
+/// `pods/attach`: the container's own stdin and stdout), and `kubectl cp`
+/// (exec with stdin, both ways). Bad requests get a Status with the reason.
+#[test]
+fn kubectl_port_forward_attach_run_and_cp() {
+    in_netns("rkt-agent4", || async move {
+        let mut n = node("10.215.5.0/24").await;
+        let client = n.cluster.client().await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let web = serde_json::json!({"containers": [{"name": "web", "image": BUSYBOX_IMAGE,
+            "command": ["sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && exec httpd -f -p 8080 -h /www"],
+            "ports": [{"name": "http", "containerPort": 8080}]}]});
+        let mut web = pod("web", &n.name, web);
+        web.metadata.labels = Some([("app".to_string(), "web".to_string())].into());
+        pods.create(&PostParams::default(), &web).await.unwrap();
+        let ticker = serde_json::json!({"containers": [{"name": "t", "image": BUSYBOX_IMAGE,
+            "command": ["sh", "-c", "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.2; done"]}]});
+        pods.create(&PostParams::default(), &pod("ticker", &n.name, ticker)).await.unwrap();
+        let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), "default");
+        let svc = serde_json::from_value(serde_json::json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": "http"}]}})).unwrap();
+        services.create(&PostParams::default(), &svc).await.unwrap();
+        for name in ["web", "ticker"] {
+            wait_pod(&pods, name, "Running", Duration::from_secs(90), &mut n.agent, |p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")).await;
+        }
+
+        // port-forward: to the pod's port, and to the Service's port 80,
+        // which kubectl maps to the pod's named port "http" (8080).
+        for (version, target, remote) in [("1.27", "pod/web", 8080), ("1.33", "pod/web", 8080), ("default", "pod/web", 8080), ("default", "svc/web", 80)] {
+            let (mut child, port) = port_forward(&n.cluster, version, target, remote);
+            let got = eventually("a page through port-forward", Duration::from_secs(20), &mut n.agent, || async move {
+                http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), "/").ok().filter(|r| r.contains("200 OK"))
+            })
+            .await;
+            let _ = child.kill();
+            let _ = child.wait();
+            assert_eq!(body(&got), "hello-from-web\n", "kubectl {version} port-forward {target}");
+        }
+
+        // attach (no stdin): the container's output from now on.
+        for version in ["1.27", "1.33", "default"] {
+            let mut child = n.cluster.kubectl_cmd(version, &["attach", "ticker"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+            let mut out = child.stdout.take().unwrap();
+            let seen = tokio::task::spawn_blocking(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 256];
+                // Two whole ticks: attach streams what the container prints while attached.
+                while String::from_utf8_lossy(&buf).matches('\n').count() < 2 {
+                    match out.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                    }
+                }
+                String::from_utf8_lossy(&buf).into_owned()
+            })
+            .await
+            .unwrap();
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            assert!(seen.lines().take(2).all(|l| l.starts_with("tick-")) && seen.lines().count() >= 2, "kubectl {version} attach printed {seen:?}; stderr: {}", String::from_utf8_lossy(&out.stderr));
+        }
+
+        // run -i --rm: a new pod whose stdin is ours; its exit code is kubectl's;
+        // the pod is deleted afterwards.
+        for version in ["1.27", "1.33", "default"] {
+            let name = format!("runner-{}", version.replace('.', ""));
+            let overrides = format!(r#"{{"apiVersion": "v1", "spec": {{"nodeName": "{}", "terminationGracePeriodSeconds": 1}}}}"#, n.name);
+            let args = ["run", name.as_str(), "-i", "--rm", "--restart=Never", &format!("--image={BUSYBOX_IMAGE}"), &format!("--overrides={overrides}"), "--", "sh", "-c", "read l; echo got:$l; exit 3"];
+            let out = n.cluster.kubectl_stdin(version, &args, "hi-there\n");
+            let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert!(stdout.contains("got:hi-there"), "kubectl {version} run -i: stdout {stdout:?}, stderr {stderr}");
+            assert_eq!(out.status.code(), Some(3), "kubectl {version} run -i: the container's exit code; stderr {stderr}");
+            wait_pod_gone(&pods, &name, &mut n.agent).await;
+        }
+
+        // cp: into the container (tar xf - on stdin) and back out (tar cf -).
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().join("note.txt");
+        std::fs::write(&local, "copied in\n").unwrap();
+        for version in ["1.27", "default"] {
+            let out = n.cluster.kubectl_v(version, &["cp", local.to_str().unwrap(), "web:/tmp/note.txt"]);
+            assert!(out.status.success(), "kubectl {version} cp in: {}", String::from_utf8_lossy(&out.stderr));
+            assert_eq!(n.cluster.kubectl_ok(&["exec", "web", "--", "cat", "/tmp/note.txt"]), "copied in\n");
+            let back = dir.path().join(format!("back-{version}.html"));
+            let out = n.cluster.kubectl_v(version, &["cp", "web:/www/index.html", back.to_str().unwrap()]);
+            assert!(out.status.success(), "kubectl {version} cp out: {}", String::from_utf8_lossy(&out.stderr));
+            assert_eq!(std::fs::read_to_string(&back).unwrap(), "hello-from-web\n");
+        }
+
+        // Bad requests: a Status naming the problem, from the agent via the apiserver.
+        for (path, code, message) in [
+            ("pods/ticker/attach?container=t", 400, "you must specify at least 1 of stdin, stdout, stderr"),
+            ("pods/web/portforward?ports=http", 400, "unable to parse \"http\" as a port"),
+            ("pods/web/exec?command=true&container=nope", 400, "container nope is not valid for pod web"),
+            ("pods/nosuch/portforward?ports=80", 404, "pods \"nosuch\" not found"),
+        ] {
+            let req = http::Request::post(format!("/api/v1/namespaces/default/{path}")).body(Vec::new()).unwrap();
+            match client.request_text(req).await {
+                Err(kube::Error::Api(s)) => {
+                    assert_eq!(s.code, code, "{path}: {s:?}");
+                    assert!(s.message.contains(message), "{path}: {s:?}");
+                }
+                other => panic!("{path}: expected a {code} Status, got {other:?}"),
+            }
+        }
+
+        for name in ["web", "ticker"] {
+            pods.delete(name, &DeleteParams::default()).await.unwrap();
+            wait_pod_gone(&pods, name, &mut n.agent).await;
+        }
+        assert_runtime_empty(&n).await;
+    });
 }

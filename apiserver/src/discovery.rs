@@ -66,6 +66,8 @@ fn subresource_entry(r: &ResourceInfo, sub: &str) -> Value {
         "binding" => ("Binding", None, None, &["create"]),
         "finalize" => (r.kind, None, None, &["update"]),
         "exec" => ("PodExecOptions", None, None, &["create", "get"]),
+        "attach" => ("PodAttachOptions", None, None, &["create", "get"]),
+        "portforward" => ("PodPortForwardOptions", None, None, &["create", "get"]),
         _ => (r.kind, None, None, &["get"]),
     };
     let mut e = json!({

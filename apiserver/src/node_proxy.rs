@@ -1,5 +1,6 @@
-//! `pods/<name>/log` and `pods/<name>/exec`: the apiserver as a proxy to the
-//! node agent (kube-apiserver's `LogREST` / `ExecREST`).
+//! `pods/<name>/log`, `pods/<name>/exec`, `pods/<name>/attach` and
+//! `pods/<name>/portforward`: the apiserver as a proxy to the node agent
+//! (kube-apiserver's `LogREST`, `ExecREST`, `AttachREST`, `PortForwardREST`).
 //!
 //! Neither is stored anywhere: the apiserver looks up the pod's node, finds
 //! the node agent's address in the Node object (`status.addresses`
@@ -13,7 +14,13 @@
 //!   → `/exec/<ns>/<pod>/<container>?…` with the client's upgrade headers
 //!   (SPDY or WebSocket); once the agent (really: the runtime's streaming
 //!   server behind it) switches protocols, the two connections are spliced
-//!   and the apiserver only copies bytes.
+//!   and the apiserver only copies bytes;
+//! * `POST|GET pods/<name>/attach?container=&stdin=&stdout=&stderr=&tty=`
+//!   → `/attach/<ns>/<pod>/<container>?…`, the same way (`kubectl attach`,
+//!   `kubectl run -i`);
+//! * `POST|GET pods/<name>/portforward?ports=` → `/portForward/<ns>/<pod>?…`,
+//!   the same way (`kubectl port-forward`; no container: a pod's containers
+//!   share its network namespace).
 //!
 //! Safety on a single machine: the apiserver only dials node addresses that
 //! belong to this machine (simulated nodes carry made-up addresses, and
@@ -38,6 +45,18 @@ use crate::status::ApiError;
 /// Query parameters passed on to the node, per subresource.
 const LOG_PARAMS: &[&str] = &["follow", "tailLines", "sinceSeconds", "sinceTime", "timestamps", "previous", "limitBytes"];
 const EXEC_PARAMS: &[&str] = &["command", "stdin", "stdout", "stderr", "tty", "input", "output", "error"];
+const ATTACH_PARAMS: &[&str] = &["stdin", "stdout", "stderr", "tty"];
+const PORTFORWARD_PARAMS: &[&str] = &["ports"];
+
+/// The subresources proxied to the pod's node.
+pub fn is_node_subresource(sub: Option<&str>) -> bool {
+    matches!(sub, Some("log" | "exec" | "attach" | "portforward"))
+}
+
+/// The subresources that switch protocols (SPDY or WebSocket streams).
+fn is_streaming(sub: Option<&str>) -> bool {
+    matches!(sub, Some("exec" | "attach" | "portforward"))
+}
 
 fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
     q.unwrap_or("")
@@ -93,17 +112,24 @@ pub fn is_local(ip: IpAddr) -> bool {
     ip.is_loopback() || std::net::UdpSocket::bind((ip, 0)).is_ok()
 }
 
-/// The path and query on the node agent for `ri` (`log` or `exec`).
-pub fn node_path(ri: &RequestInfo, container: &str, query: Option<&str>) -> Result<String, ApiError> {
+/// The path and query on the node agent for `ri` (see the module docs);
+/// `container` is `None` for `portforward`.
+pub fn node_path(ri: &RequestInfo, container: Option<&str>, query: Option<&str>) -> Result<String, ApiError> {
     let ns = ri.namespace.as_deref().unwrap_or("default");
     let pod = ri.name.as_deref().unwrap_or("");
     let (base, allowed) = match ri.subresource.as_deref() {
         Some("log") => ("containerLogs", LOG_PARAMS),
         Some("exec") => ("exec", EXEC_PARAMS),
+        Some("attach") => ("attach", ATTACH_PARAMS),
+        Some("portforward") => ("portForward", PORTFORWARD_PARAMS),
         other => return Err(ApiError::bad_request(format!("subresource {other:?} is not proxied to nodes"))),
     };
     let kept: Vec<String> = query_pairs(query).into_iter().filter(|(k, _)| allowed.contains(&k.as_str())).map(|(k, v)| format!("{k}={v}")).collect();
-    let mut path = format!("/{base}/{ns}/{pod}/{container}");
+    let mut path = format!("/{base}/{ns}/{pod}");
+    if let Some(c) = container {
+        path.push('/');
+        path.push_str(c);
+    }
     if !kept.is_empty() {
         path.push('?');
         path.push_str(&kept.join("&"));
@@ -115,25 +141,31 @@ fn bad_gateway(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(502, "InternalError", format!("error dialing backend: {e}"))
 }
 
-/// Proxies GET `pods/<name>/log` and the `pods/<name>/exec` upgrade to the pod's node agent.
+/// Proxies GET `pods/<name>/log` and the exec, attach and portforward
+/// upgrades to the pod's node agent.
 pub async fn proxy_pod_subresource(registry: &Registry, ri: &RequestInfo, mut req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let name = ri.name.as_deref().ok_or_else(|| ApiError::bad_request("a pod name is required"))?;
     let (pod, _) = registry.read(ri.resource, ri.namespace.as_deref(), name).await?;
     let node_name = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()).ok_or_else(|| ApiError::bad_request(format!("pod {name} does not have a host assigned")))?;
-    let asked = query_pairs(req.uri().query()).into_iter().find(|(k, _)| k == "container").map(|(_, v)| v);
-    let container = container_name(&pod, asked.as_deref())?;
+    let sub = ri.subresource.as_deref();
+    let container = if sub == Some("portforward") {
+        None
+    } else {
+        let asked = query_pairs(req.uri().query()).into_iter().find(|(k, _)| k == "container").map(|(_, v)| v);
+        Some(container_name(&pod, asked.as_deref())?)
+    };
     let nodes = resources::find("", "v1", "nodes").expect("nodes are served");
     let (node, _) = registry.read(nodes, None, node_name).await?;
     let (ip, port) = node_endpoint(&node)?;
     if !is_local(ip) {
         return Err(ApiError::bad_request(format!("node {node_name} address {ip} is not on this machine; refusing to dial it")));
     }
-    let path = node_path(ri, &container, req.uri().query())?;
+    let path = node_path(ri, container.as_deref(), req.uri().query())?;
     let stream = tokio::net::TcpStream::connect((ip, port)).await.map_err(bad_gateway)?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await.map_err(bad_gateway)?;
     tokio::spawn(conn.with_upgrades());
     let mut up = Request::builder().method(req.method().clone()).uri(&path).header("host", format!("{ip}:{port}"));
-    if ri.subresource.as_deref() == Some("exec") {
+    if is_streaming(sub) {
         for (k, v) in req.headers() {
             let n = k.as_str();
             if n == "upgrade" || n == "connection" || n.starts_with("x-stream-protocol") || n.starts_with("sec-websocket") || n == "origin" {
@@ -231,8 +263,11 @@ mod tests {
     fn paths() {
         let pods = resources::find("", "v1", "pods").unwrap();
         let ri = |sub: &str| RequestInfo { verb: crate::request::Verb::Get, resource: pods, namespace: Some("ns".into()), name: Some("p".into()), subresource: Some(sub.into()) };
-        assert_eq!(node_path(&ri("log"), "c", Some("container=c&follow=true&tailLines=3&pretty=1")).unwrap(), "/containerLogs/ns/p/c?follow=true&tailLines=3");
-        assert_eq!(node_path(&ri("exec"), "c", Some("command=ls&command=-l&stdout=true&container=c")).unwrap(), "/exec/ns/p/c?command=ls&command=-l&stdout=true");
-        assert!(node_path(&ri("status"), "c", None).is_err());
+        assert_eq!(node_path(&ri("log"), Some("c"), Some("container=c&follow=true&tailLines=3&pretty=1")).unwrap(), "/containerLogs/ns/p/c?follow=true&tailLines=3");
+        assert_eq!(node_path(&ri("exec"), Some("c"), Some("command=ls&command=-l&stdout=true&container=c")).unwrap(), "/exec/ns/p/c?command=ls&command=-l&stdout=true");
+        assert_eq!(node_path(&ri("attach"), Some("c"), Some("container=c&stdin=true&stdout=true&tty=true&command=x")).unwrap(), "/attach/ns/p/c?stdin=true&stdout=true&tty=true");
+        assert_eq!(node_path(&ri("portforward"), None, Some("ports=8080&ports=9090&container=c")).unwrap(), "/portForward/ns/p?ports=8080&ports=9090");
+        assert_eq!(node_path(&ri("portforward"), None, None).unwrap(), "/portForward/ns/p");
+        assert!(node_path(&ri("status"), Some("c"), None).is_err());
     }
 }

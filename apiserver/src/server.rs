@@ -142,11 +142,20 @@ impl ApiServer {
         let Some(ri) = resource_request else {
             return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
         };
-        // pods/log and pods/exec are proxied to the pod's node agent (as
-        // kube-apiserver proxies to the kubelet), upgrades included.
-        if ri.resource.kind == "Pod" && matches!(ri.subresource.as_deref(), Some("log" | "exec")) {
+        // pods/log, exec, attach and portforward are proxied to the pod's
+        // node agent (as kube-apiserver proxies to the kubelet), upgrades
+        // included.
+        if ri.resource.kind == "Pod" && crate::node_proxy::is_node_subresource(ri.subresource.as_deref()) {
             if let Some(u) = &user {
                 self.security.authorize(u, &crate::security::attributes(&ri, None), &self.registry)?;
+                // A WebSocket upgrade arrives as GET, but it does what a POST
+                // does: like kube-apiserver since 1.30
+                // (AuthorizePodWebsocketUpgradeCreatePermission), it needs
+                // the `create` permission as well as `get`.
+                if ri.verb == Verb::Get && ri.subresource.as_deref() != Some("log") {
+                    let create = RequestInfo { verb: Verb::Create, ..ri.clone() };
+                    self.security.authorize(u, &crate::security::attributes(&create, None), &self.registry)?;
+                }
             }
             return crate::node_proxy::proxy_pod_subresource(&self.registry, &ri, req).await;
         }

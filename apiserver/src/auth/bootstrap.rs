@@ -260,9 +260,11 @@ pub fn cluster_roles() -> Vec<Value> {
             "system:aggregate-to-edit",
             &[(AGGREGATE_TO_EDIT, "true")],
             vec![
-                rule(READ, &[CORE], &["secrets"]),
+                // Read on the escalating resources: a pod's streams reach
+                // inside its containers.
+                rule(READ, &[CORE], &["pods/attach", "pods/exec", "pods/portforward", "pods/proxy", "secrets", "services/proxy"]),
                 rule(&["impersonate"], &[CORE], &["serviceaccounts"]),
-                rule(WRITE, &[CORE], &["pods"]),
+                rule(WRITE, &[CORE], &["pods", "pods/attach", "pods/exec", "pods/portforward", "pods/proxy"]),
                 rule(WRITE, &[CORE], &["configmaps", "events", "secrets", "serviceaccounts", "services"]),
                 rule(WRITE, &[APPS], &["deployments", "deployments/scale", "replicasets", "replicasets/scale"]),
                 rule(READ_WRITE, &[COORDINATION], &["leases"]),
@@ -514,6 +516,13 @@ mod tests {
         assert!(can("ann", create_rb.clone()) && can("ann", read_secret.clone()) && can("ann", scale.clone()));
         assert!(!can("ed", create_rb.clone()) && can("ed", read_secret.clone()) && can("ed", scale.clone()));
         assert!(!can("vic", create_rb) && !can("vic", read_secret) && !can("vic", scale) && can("vic", logs.clone()));
+        // Streams into a pod (POST, and a WebSocket's GET): edit and admin, not view.
+        for sub in ["exec", "attach", "portforward"] {
+            for verb in ["create", "get"] {
+                let a = res(verb, "", "pods", "dev", "web").with_subresource(sub);
+                assert!(can("ann", a.clone()) && can("ed", a.clone()) && !can("vic", a), "{verb} pods/{sub}");
+            }
+        }
         // Only in their namespace.
         assert!(!can("vic", res("get", "", "pods", "prod", "web")));
     }
