@@ -98,6 +98,25 @@ fn seed_walkthrough_user_with_limited_rights() {
         assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), expect, "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
     }
     assert_eq!(s.admin(&["auth", "can-i", "delete", "namespaces"]).trim(), "yes");
+
+    // A WebSocket exec arrives as GET, but it needs `create` on pods/exec as
+    // well (as kube-apiserver since 1.30): `get` alone is refused before
+    // anything is proxied.
+    s.admin(&["create", "role", "exec-get", "-n", "office", "--verb=get", "--resource=pods/exec"]);
+    s.admin(&["create", "rolebinding", "jane-exec-get", "-n", "office", "--role=exec-get", "--user=jane"]);
+    let ws_exec = || s.curl_as("jane", &[&format!("{}/api/v1/namespaces/office/pods/busy/exec?command=true&stdout=true", s.url)]);
+    let (body, code) = ws_exec();
+    assert_eq!(code, "403", "{body}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["message"],
+        r#"pods "busy" is forbidden: User "jane" cannot create resource "pods/exec" in API group "" in the namespace "office""#
+    );
+    s.admin(&["create", "role", "exec-create", "-n", "office", "--verb=create", "--resource=pods/exec"]);
+    s.admin(&["create", "rolebinding", "jane-exec-create", "-n", "office", "--role=exec-create", "--user=jane"]);
+    // Authorized now; the pod was never scheduled (no scheduler here), so there is no node to reach.
+    let (body, code) = ws_exec();
+    assert_eq!(code, "400", "{body}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["message"], "pod busy does not have a host assigned");
 }
 
 #[test]
