@@ -64,6 +64,10 @@ fn subresource_entry(r: &ResourceInfo, sub: &str) -> Value {
         "status" => (r.kind, None, None, &["get", "patch", "update"]),
         "scale" => ("Scale", Some("autoscaling"), Some("v1"), &["get", "patch", "update"]),
         "binding" => ("Binding", None, None, &["create"]),
+        // Served by the pods registry, but the object is a policy/v1
+        // Eviction: `kubectl drain` looks for this entry (with its group and
+        // version) to decide between evicting and deleting.
+        "eviction" => ("Eviction", Some("policy"), Some("v1"), &["create"]),
         "finalize" => (r.kind, None, None, &["update"]),
         "exec" => ("PodExecOptions", None, None, &["create", "get"]),
         "attach" => ("PodAttachOptions", None, None, &["create", "get"]),

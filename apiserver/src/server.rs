@@ -234,6 +234,7 @@ impl ApiServer {
             (Verb::List, _) => reg.list(ri, q).await,
             (Verb::Watch, _) => reg.watch(ri, q).await,
             (Verb::Create, Some("binding")) => reg.bind(ri, q, decode(content_type, &body)?).await,
+            (Verb::Create, Some("eviction")) => reg.evict(ri, q, decode(content_type, &body)?).await,
             (Verb::Create, Some(_)) | (Verb::Create, None) if ri.name.is_some() => Err(ApiError::method_not_allowed(
                 "the server does not allow this method on the requested resource",
             )),

@@ -265,6 +265,7 @@ pub fn cluster_roles() -> Vec<Value> {
                 rule(READ, &[CORE], &["pods/attach", "pods/exec", "pods/portforward", "pods/proxy", "secrets", "services/proxy"]),
                 rule(&["impersonate"], &[CORE], &["serviceaccounts"]),
                 rule(WRITE, &[CORE], &["pods", "pods/attach", "pods/exec", "pods/portforward", "pods/proxy"]),
+                rule(&["create"], &[CORE], &["pods/eviction"]),
                 rule(WRITE, &[CORE], &["configmaps", "events", "secrets", "serviceaccounts", "services"]),
                 rule(WRITE, &[APPS], &["deployments", "deployments/scale", "replicasets", "replicasets/scale"]),
                 rule(READ_WRITE, &[COORDINATION], &["leases"]),
@@ -523,6 +524,8 @@ mod tests {
                 assert!(can("ann", a.clone()) && can("ed", a.clone()) && !can("vic", a), "{verb} pods/{sub}");
             }
         }
+        let evict = res("create", "", "pods", "dev", "web").with_subresource("eviction");
+        assert!(can("ann", evict.clone()) && can("ed", evict.clone()) && !can("vic", evict));
         // Only in their namespace.
         assert!(!can("vic", res("get", "", "pods", "prod", "web")));
     }
