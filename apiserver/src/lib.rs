@@ -10,6 +10,7 @@
 //!   watch cache that serves lists and watches.
 
 pub mod admission;
+pub mod apply;
 pub mod auth;
 pub mod config;
 pub mod discovery;

@@ -39,13 +39,6 @@ pub fn apply(content_type: &str, current: &Value, body: &[u8], kind: &str) -> Ap
             };
             strategic_merge(&mut doc, &pm, kind, "")?;
         }
-        "application/apply-patch+yaml" => {
-            return Err(ApiError::new(
-                415,
-                "UnsupportedMediaType",
-                "server-side apply is not supported by rkube-apiserver; use client-side `kubectl apply` (the default)",
-            ))
-        }
         other => return Err(ApiError::unsupported_media_type(other)),
     }
     Ok(doc)
@@ -53,7 +46,7 @@ pub fn apply(content_type: &str, current: &Value, body: &[u8], kind: &str) -> Ap
 
 /// The merge key of a list field, by where it sits (upstream's
 /// `patchMergeKey` struct tags). `None`: the list is replaced whole.
-fn merge_key(kind: &str, path: &str, field: &str) -> Option<&'static str> {
+pub(crate) fn merge_key(kind: &str, path: &str, field: &str) -> Option<&'static str> {
     Some(match field {
         "containers" | "initContainers" | "ephemeralContainers" => "name",
         "ports" if kind == "Service" && path == "spec" => "port",
@@ -73,7 +66,7 @@ fn merge_key(kind: &str, path: &str, field: &str) -> Option<&'static str> {
 }
 
 /// Lists of scalars merged as sets (`patchStrategy:"merge"` on a []string).
-fn is_merged_primitive_list(field: &str) -> bool {
+pub(crate) fn is_merged_primitive_list(field: &str) -> bool {
     field == "finalizers"
 }
 

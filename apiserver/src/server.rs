@@ -83,7 +83,19 @@ impl ApiServer {
     async fn route(&self, req: Request<Incoming>, conn: &crate::security::ConnInfo) -> ApiResult<Response<Body>> {
         let path = req.uri().path().trim_end_matches('/').to_string();
         let path = if path.is_empty() { "/".to_string() } else { path };
-        let q = Query::parse(req.uri().query());
+        let mut q = Query::parse(req.uri().query());
+        // Writes name their field manager (managedFields); without
+        // ?fieldManager= it is the User-Agent up to its first "/", as
+        // kube-apiserver does. An apply must name one itself.
+        let is_apply = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.starts_with(crate::apply::CONTENT_TYPE));
+        if q.get("fieldManager").is_none() && !is_apply {
+            if let Some(ua) = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()) {
+                let prefix: String = ua.split('/').next().unwrap_or("").chars().take(128).collect();
+                if !prefix.is_empty() {
+                    q.0.push(("fieldManager".into(), prefix));
+                }
+            }
+        }
         let get = req.method() == Method::GET || req.method() == Method::HEAD;
         // Authentication: who is asking (None on the insecure port).
         let authz_header = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes().to_vec());

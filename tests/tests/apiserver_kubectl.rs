@@ -319,3 +319,152 @@ fn kubectl_1_32_delete_pod_waits_for_graceful_deletion() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), r#"pod "slow" deleted"#);
     assert_eq!(c.http("GET", "/api/v1/namespaces/default/pods/slow", None, b"").status, 404);
 }
+
+const SSA_DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: ssa
+  labels: {app: ssa, tier: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: ssa}
+  template:
+    metadata:
+      labels: {app: ssa}
+    spec:
+      containers:
+      - name: c
+        image: busybox:1
+        ports:
+        - containerPort: 80
+"#;
+
+fn managers(c: &Cluster, path: &str) -> Vec<String> {
+    let obj = c.http("GET", path, None, b"").json();
+    obj["metadata"]["managedFields"].as_array().into_iter().flatten().map(|e| format!("{}/{}", e["manager"].as_str().unwrap(), e["operation"].as_str().unwrap())).collect()
+}
+
+/// `kubectl apply --server-side` (PATCH application/apply-patch+yaml):
+/// create, an idempotent re-apply, a conflict with another manager's change
+/// (kubectl's own message and exit code), `--force-conflicts`, fields the
+/// applier stops applying are removed unless another manager set them,
+/// server-side dry run and diff.
+fn server_side_apply(v: &str) {
+    let c = Cluster::start();
+    let path = "/apis/apps/v1/namespaces/default/deployments/ssa";
+    let apply = |manifest: &str| stdout_ok(&c, v, &["apply", "--server-side", "-f", "-"], Some(manifest));
+    assert_eq!(apply(SSA_DEPLOYMENT).trim(), "deployment.apps/ssa serverside-applied");
+    let first = c.http("GET", path, None, b"").json();
+    assert_eq!(managers(&c, path), ["kubectl/Apply"]);
+    assert_eq!(
+        first["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"c\"}"]["f:ports"]["k:{\"containerPort\":80,\"protocol\":\"TCP\"}"],
+        serde_json::json!({".": {}, "f:containerPort": {}})
+    );
+    // The same configuration again changes nothing, not even the resourceVersion.
+    apply(SSA_DEPLOYMENT);
+    assert_eq!(c.http("GET", path, None, b"").json()["metadata"]["resourceVersion"], first["metadata"]["resourceVersion"]);
+
+    // Another manager changes replicas: applying 2 again conflicts with it.
+    stdout_ok(&c, v, &["scale", "deployment", "ssa", "--replicas=5"], None);
+    let out = c.kubectl_stdin(v, &["apply", "--server-side", "-f", "-"], SSA_DEPLOYMENT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // kubectl scale names no field manager: the User-Agent's first part
+    // does, which is the binary's name (`kubectl.1.27` for the old ones here).
+    let scaler = if v == "default" { "kubectl".to_string() } else { format!("kubectl.{v}") };
+    assert!(stderr.contains(&format!("Apply failed with 1 conflict: conflict with \"{scaler}\" using apps/v1: .spec.replicas")), "{stderr}");
+    assert_eq!(c.http("GET", path, None, b"").json()["spec"]["replicas"], 5);
+    // Forced, the applier takes replicas back.
+    stdout_ok(&c, v, &["apply", "--server-side", "--force-conflicts", "-f", "-"], Some(SSA_DEPLOYMENT));
+    let d = c.http("GET", path, None, b"").json();
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(managers(&c, path), ["kubectl/Apply"], "the scaler owned nothing else");
+
+    // A label set by `kubectl label` survives the applier dropping its own.
+    stdout_ok(&c, v, &["label", "deployment", "ssa", "extra=1"], None);
+    apply(&SSA_DEPLOYMENT.replace(", tier: web", ""));
+    let labels = c.http("GET", path, None, b"").json()["metadata"]["labels"].clone();
+    assert_eq!(labels, serde_json::json!({"app": "ssa", "extra": "1"}));
+
+    // Dry run and diff change nothing.
+    let rv = c.http("GET", path, None, b"").json()["metadata"]["resourceVersion"].clone();
+    let out = stdout_ok(&c, v, &["apply", "--server-side", "--dry-run=server", "-f", "-"], Some(&SSA_DEPLOYMENT.replace("replicas: 2", "replicas: 3")));
+    assert_eq!(out.trim(), "deployment.apps/ssa serverside-applied (server dry run)");
+    let diff = c.kubectl_stdin(v, &["diff", "--server-side", "-f", "-"], &SSA_DEPLOYMENT.replace("replicas: 2", "replicas: 3"));
+    assert_eq!(diff.status.code(), Some(1), "kubectl diff exits 1 when there are differences: {}", String::from_utf8_lossy(&diff.stderr));
+    assert!(String::from_utf8_lossy(&diff.stdout).contains("+  replicas: 3"), "{}", String::from_utf8_lossy(&diff.stdout));
+    assert_eq!(c.http("GET", path, None, b"").json()["metadata"]["resourceVersion"], rv);
+}
+
+#[test]
+fn kubectl_1_32_server_side_apply() {
+    server_side_apply("default");
+}
+
+#[test]
+fn kubectl_1_27_server_side_apply() {
+    server_side_apply("1.27");
+}
+
+#[test]
+fn kubectl_1_33_server_side_apply() {
+    server_side_apply("1.33");
+}
+
+/// Apply requests kubectl would never send: each is refused with the
+/// Status Kubernetes gives, and nothing is stored.
+#[test]
+fn server_side_apply_bad_requests() {
+    let c = Cluster::start();
+    let cm = |name: &str| serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"a": "1"}}).to_string();
+    let apply_ct = Some("application/apply-patch+yaml");
+    for (path, ct, body, code, message) in [
+        ("/api/v1/namespaces/default/configmaps/x", apply_ct, cm("x"), 422, "fieldManager: Required value: is required for apply patch"),
+        ("/api/v1/namespaces/default/configmaps/x?fieldManager=t", apply_ct, "a: [1".to_string(), 400, "error decoding YAML"),
+        ("/api/v1/namespaces/default/configmaps/x?fieldManager=t", apply_ct, cm("y"), 400, "the name of the object (y) does not match the name on the URL (x)"),
+        ("/api/v1/namespaces/default/configmaps/x?fieldManager=t", apply_ct, serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}).to_string(), 400, "does not match the expected kind"),
+        ("/api/v1/namespaces/default/configmaps/x?fieldManager=t", apply_ct, serde_json::json!({"metadata": {"name": "x"}}).to_string(), 400, "apiVersion and kind must be set"),
+        ("/api/v1/namespaces/default/configmaps/x?fieldManager=t&force=true", Some("application/merge-patch+json"), "{}".to_string(), 422, "force: Forbidden: may not be specified for non-apply patch"),
+    ] {
+        let r = c.http("PATCH", path, ct, body.as_bytes());
+        let s = r.json();
+        assert_eq!((r.status, s["kind"].as_str()), (code, Some("Status")), "{path}: {}", r.text());
+        assert!(s["message"].as_str().unwrap_or("").contains(message), "{path}: {}", r.text());
+    }
+    assert_eq!(c.http("GET", "/api/v1/namespaces/default/configmaps/x", None, b"").status, 404);
+    // A good one creates (201), then updates (200).
+    let r = c.http("PATCH", "/api/v1/namespaces/default/configmaps/x?fieldManager=t", apply_ct, cm("x").as_bytes());
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = c.http("PATCH", "/api/v1/namespaces/default/configmaps/x?fieldManager=t", apply_ct, cm("x").replace("\"1\"", "\"2\"").as_bytes());
+    assert_eq!((r.status, r.json()["data"]["a"].as_str()), (200, Some("2")), "{}", r.text());
+}
+
+/// kube-rs `Patch::Apply`, as a controller would use it: the conflict is a
+/// 409 whose causes name the other manager and the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_client_apply_conflict_names_manager_and_field() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, Patch, PatchParams};
+    let c = Cluster::start();
+    let client = c.client().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    let mine = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owned"}, "data": {"a": "1", "b": "1"}});
+    cms.patch("owned", &PatchParams::apply("ctrl-a"), &Patch::Apply(&mine)).await.unwrap();
+    let theirs = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owned"}, "data": {"a": "2"}});
+    match cms.patch("owned", &PatchParams::apply("ctrl-b"), &Patch::Apply(&theirs)).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!((s.code, s.reason.as_str()), (409, "Conflict"));
+            assert_eq!(s.message, "Apply failed with 1 conflict: conflict with \"ctrl-a\": .data.a");
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let raw = c.http("PATCH", "/api/v1/namespaces/default/configmaps/owned?fieldManager=ctrl-b", Some("application/apply-patch+yaml"), theirs.to_string().as_bytes()).json();
+    assert_eq!(raw["details"]["causes"], serde_json::json!([{"reason": "FieldManagerConflict", "message": "conflict with \"ctrl-a\"", "field": ".data.a"}]));
+    // Forced: ctrl-b owns a, ctrl-a keeps b.
+    let got = cms.patch("owned", &PatchParams::apply("ctrl-b").force(), &Patch::Apply(&theirs)).await.unwrap();
+    assert_eq!(got.data.unwrap(), [("a".to_string(), "2".to_string()), ("b".to_string(), "1".to_string())].into());
+    let fields: Vec<(String, serde_json::Value)> = got.metadata.managed_fields.unwrap().into_iter().map(|e| (e.manager.unwrap(), e.fields_v1.unwrap().0)).collect();
+    assert_eq!(fields, [("ctrl-a".to_string(), serde_json::json!({"f:data": {"f:b": {}}})), ("ctrl-b".to_string(), serde_json::json!({"f:data": {"f:a": {}}}))]);
+}

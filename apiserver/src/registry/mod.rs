@@ -399,7 +399,11 @@ impl Registry {
         if self.plugin_enabled(crate::admission::Plugin::NamespaceLifecycle) {
             self.admit_namespace(r, ri.namespace.as_deref()).await?;
         }
+        let applied_fields = obj["metadata"].get("managedFields").cloned().filter(|_| APPLYING.try_with(|a| *a).unwrap_or(false));
         prepare_for_create(r, &mut obj);
+        if let Some(f) = applied_fields {
+            obj["metadata"]["managedFields"] = f;
+        }
         defaults::apply(r.kind, &mut obj);
         // Mutating admission, then validation, then validating admission —
         // upstream's order.
@@ -582,6 +586,12 @@ impl Registry {
     /// PATCH: applied to the current object; retried on conflict.
     pub async fn patch(&self, ri: &RequestInfo, q: &Query, content_type: &str, body: &[u8]) -> ApiResult<Output> {
         let fv = FieldValidation::from_query(q)?;
+        if content_type.starts_with(crate::apply::CONTENT_TYPE) {
+            return self.apply_patch(ri, q, body, fv).await;
+        }
+        if q.get("force").is_some() {
+            return Err(ApiError::new(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch"));
+        }
         if ri.subresource.as_deref() == Some("scale") {
             let (scale, _) = self.get_scale(ri).await?;
             let patched = crate::patch::apply(content_type, &scale, body, "Scale")?;
@@ -602,6 +612,82 @@ impl Registry {
                 Ok(patched)
             }, false)
             .await?;
+        Ok(match out {
+            Output::Object { code, obj, .. } => Output::Object { code, obj, warnings: warnings.into_inner().unwrap() },
+            other => other,
+        })
+    }
+
+    /// `metadata.managedFields` on an update (`apply.rs`): an apply's are
+    /// already computed; other writes are recorded as their manager's
+    /// `Update`, if the object has managed fields. A client may clear them
+    /// by sending an empty list, as in Kubernetes.
+    fn manage_fields(&self, ri: &RequestInfo, q: &Query, old: &Value, new: &mut Value, incoming: Option<Value>) {
+        if APPLYING.try_with(|a| *a).unwrap_or(false) {
+            if let Some(f) = incoming {
+                new["metadata"]["managedFields"] = f;
+            }
+            return;
+        }
+        if incoming.as_ref().and_then(Value::as_array).is_some_and(|a| a.is_empty()) {
+            return;
+        }
+        let Some(existing) = old["metadata"].get("managedFields").filter(|m| m.as_array().is_some_and(|a| !a.is_empty())) else { return };
+        new["metadata"]["managedFields"] = existing.clone();
+        let r = ri.resource;
+        let sub = ri.subresource.clone().filter(|s| s == "status");
+        let who = crate::apply::Manager { name: q.get("fieldManager").unwrap_or("unknown").to_string(), operation: "Update", subresource: sub };
+        crate::apply::on_update(old, new, &who, r.kind, r.has_subresource("status"), &r.api_version(), &now());
+    }
+
+    /// Server-side apply (`apply.rs`): creates the object if it does not
+    /// exist, else merges the applied configuration into it, with conflicts
+    /// against other field managers unless `?force=true`.
+    async fn apply_patch(&self, ri: &RequestInfo, q: &Query, body: &[u8], fv: FieldValidation) -> ApiResult<Output> {
+        let r = ri.resource;
+        let name = ri.name.clone().unwrap_or_default();
+        let manager = q.get("fieldManager").unwrap_or("");
+        if manager.is_empty() {
+            return Err(ApiError::new(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"));
+        }
+        if manager.chars().count() > 128 {
+            return Err(ApiError::new(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Too long: may not be more than 128 bytes"));
+        }
+        let force = match q.get("force") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => return Err(ApiError::bad_request(format!("invalid force {other:?}"))),
+        };
+        let mut applied: Value = serde_yaml::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+        check_type(r, &applied)?;
+        if applied["apiVersion"].is_null() || applied["kind"].is_null() {
+            return Err(ApiError::bad_request("apiVersion and kind must be set in an applied configuration"));
+        }
+        check_body_name(&applied, &name)?;
+        if !applied["metadata"].is_object() {
+            applied["metadata"] = json!({});
+        }
+        applied["metadata"]["name"] = json!(name);
+        let who = crate::apply::Manager { name: manager.to_string(), operation: "Apply", subresource: ri.subresource.clone() };
+        let has_status = r.has_subresource("status");
+        match self.read(r, ri.namespace.as_deref(), &name).await {
+            Err(e) if e.code == 404 && ri.subresource.is_none() => {
+                // Apply to nothing creates: the applier owns what it sent.
+                let mut obj = applied.clone();
+                crate::apply::on_create_by_apply(&mut obj, &who, r.kind, has_status, &r.api_version(), &now());
+                let create = RequestInfo { verb: crate::request::Verb::Create, ..ri.clone() };
+                return APPLYING.scope(true, self.create(&create, q, obj)).await;
+            }
+            Err(e) => return Err(e),
+            Ok(_) => {}
+        }
+        let warnings = std::sync::Mutex::new(Vec::new());
+        let update = self.guaranteed_update(ri, q, vec![], |old, this| {
+            let mut new = crate::apply::apply(old, &applied, &who, force, r.kind, has_status, &r.api_version(), &now()).map_err(|c| crate::apply::conflict_error(&c))?;
+            *warnings.lock().unwrap() = this.decode_strictly(r, &mut new, fv)?;
+            Ok(new)
+        }, false);
+        let out = APPLYING.scope(true, update).await?;
         Ok(match out {
             Output::Object { code, obj, .. } => Output::Object { code, obj, warnings: warnings.into_inner().unwrap() },
             other => other,
@@ -643,8 +729,10 @@ impl Registry {
                     return Err(ApiError::stale(r.group, r.plural, &name));
                 }
             }
+            let incoming_fields = new["metadata"].get("managedFields").cloned();
             prepare_for_update(r, ri.subresource.as_deref(), &mut new, &old)?;
             defaults::apply(r.kind, &mut new);
+            self.manage_fields(ri, q, &old, &mut new, incoming_fields);
             // RBAC privilege-escalation prevention, before validation as upstream.
             match crate::security::check_rbac_write(self, ri, &new, Some(&old)) {
                 Err(_) if from_cache => continue,
@@ -1003,6 +1091,9 @@ tokio::task_local! {
     /// Set while a binding is being written: the one path allowed to change
     /// a pod's `spec.nodeName`.
     static BINDING: bool;
+    /// Set while a server-side apply writes: its managedFields are the
+    /// apply's own computation, not the client's.
+    static APPLYING: bool;
 }
 
 /// Decides whether a watch event is delivered, and as what: a selector-
