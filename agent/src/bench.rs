@@ -9,6 +9,11 @@
 //!   Every time is taken by this client on receipt of a watch event, with
 //!   millisecond precision; a pod's creation time is when its ADDED event
 //!   arrives (`creationTimestamp` has one-second granularity).
+//! * [`cri_floor`] — the same N pods started straight through CRI on the
+//!   same runtime, as many at a time as the agent starts, with no apiserver,
+//!   scheduler, controllers or watches: the **floor** under pod startup
+//!   latency on this machine (what the runtime itself costs), measured the
+//!   way the raw etcd write rate is measured as the scheduler's ceiling.
 //! * [`simulated_nodes`] — one `rkube-agent --runtime fake --nodes N`
 //!   process (given by pid): time until every node is registered with a
 //!   Lease, then the process's CPU (fraction of one core) and resident memory
@@ -131,6 +136,85 @@ impl StartupReport {
         let d: Vec<Duration> = self.running_ms.iter().map(|m| Duration::from_secs_f64(m / 1e3)).collect();
         ms(percentile(&d, p))
     }
+}
+
+/// Bare CRI pod starts: per pod, from the moment all were submitted to its
+/// StartContainer returning (ms, sorted).
+#[derive(Clone, Debug, Serialize)]
+pub struct FloorReport {
+    pub pods: usize,
+    pub parallel: usize,
+    pub started_ms: Vec<f64>,
+    pub all_started_ms: f64,
+}
+
+impl FloorReport {
+    pub fn percentile_ms(&self, p: f64) -> f64 {
+        let d: Vec<Duration> = self.started_ms.iter().map(|m| Duration::from_secs_f64(m / 1e3)).collect();
+        ms(percentile(&d, p))
+    }
+}
+
+/// Starts `pods` pods of one container (`image`, `sleep 3600`) through CRI
+/// as the agent's pod worker does (ImageStatus, RunPodSandbox,
+/// PodSandboxStatus for the IP, CreateContainer, StartContainer), at most
+/// `parallel` at a time (0: all at once), then removes them.
+pub async fn cri_floor(cri: crate::runtime::cri::CriClient, image: &str, pods: usize, parallel: usize, log_root: &std::path::Path) -> Result<FloorReport> {
+    use proto::runtime::v1 as c;
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(if parallel == 0 { pods.max(1) } else { parallel }));
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..pods {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("cri-floor-{i}"), "namespace": "default", "uid": format!("cri-floor-{i}-{}", std::process::id())},
+            "spec": {"containers": [{"name": "c", "image": image, "command": ["sleep", "3600"]}]}
+        }))?;
+        let (mut cri, slots, image, log_root) = (cri.clone(), slots.clone(), image.to_string(), log_root.to_path_buf());
+        tasks.push(tokio::spawn(async move {
+            let _slot = slots.acquire_owned().await?;
+            let sandbox = crate::pods::config::sandbox_config(&pod, 0, &log_root);
+            cri.image_present(&image).await?;
+            let id = cri.runtime.run_pod_sandbox(c::RunPodSandboxRequest { config: Some(sandbox.clone()), runtime_handler: String::new() }).await.context("RunPodSandbox")?.into_inner().pod_sandbox_id;
+            let status = cri.runtime.pod_sandbox_status(c::PodSandboxStatusRequest { pod_sandbox_id: id.clone(), verbose: false }).await.context("PodSandboxStatus")?.into_inner();
+            let ip = status.status.and_then(|s| s.network).map(|n| n.ip).unwrap_or_default();
+            let container = &pod.spec.as_ref().expect("built above").containers[0];
+            let config = crate::pods::config::container_config(&pod, container, &image, 0, false, &ip, "");
+            let ctr = cri
+                .runtime
+                .create_container(c::CreateContainerRequest { pod_sandbox_id: id.clone(), config: Some(config), sandbox_config: Some(sandbox) })
+                .await
+                .context("CreateContainer")?
+                .into_inner()
+                .container_id;
+            cri.runtime.start_container(c::StartContainerRequest { container_id: ctr }).await.context("StartContainer")?;
+            Ok::<_, anyhow::Error>((t0.elapsed(), id))
+        }));
+    }
+    let mut times = Vec::new();
+    let mut ids = Vec::new();
+    let mut first_error = None;
+    for t in tasks {
+        match t.await.context("floor task")? {
+            Ok((d, id)) => {
+                times.push(d);
+                ids.push(id);
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let all = times.iter().copied().max().unwrap_or_default();
+    let mut cri = cri;
+    for id in ids {
+        let _ = cri.runtime.stop_pod_sandbox(c::StopPodSandboxRequest { pod_sandbox_id: id.clone() }).await;
+        let _ = cri.runtime.remove_pod_sandbox(c::RemovePodSandboxRequest { pod_sandbox_id: id }).await;
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    times.sort();
+    Ok(FloorReport { pods, parallel, started_ms: times.into_iter().map(ms).collect(), all_started_ms: ms(all) })
 }
 
 /// Creates Deployment `name` in `default` with `replicas` busybox pods

@@ -1,7 +1,8 @@
 //! `rkube bench agent` at toy sizes (root): the command starts its own etcd,
 //! apiserver, controller, scheduler, containerd and agents in a network
 //! namespace, and its JSON report has sane figures — both pods of the
-//! Deployment Ready on the real node with pod IPs, all simulated nodes
+//! Deployment Ready on the real node with pod IPs, both started again
+//! straight through CRI (the floor), all simulated nodes
 //! Ready with fresh Leases, the agent's CPU and memory measured — and the
 //! namespace is gone afterwards. Keeps the benchmark from rotting; asserts
 //! no timing target (benchmarks report those).
@@ -47,6 +48,10 @@ fn bench_agent_runs_at_toy_sizes() {
     }
     let (p50, p99) = (num(p, "ready_p50_ms"), num(p, "ready_p99_ms"));
     assert!(0.0 < p50 && p50 <= p99 && p99 < 120_000.0, "{p}");
+    // The floor: both pods started again straight through CRI.
+    let f = &r["cri_floor"];
+    assert_eq!((f["pods"].as_u64(), f["started_ms"].as_array().map(Vec::len)), (Some(2), Some(2)), "{f}");
+    assert!(0.0 < num(f, "p50_ms") && num(f, "p50_ms") <= num(f, "max_ms") && num(f, "max_ms") <= num(f, "all_started_ms") + 1.0, "{f}");
 
     let s = &r["simulated_nodes"];
     assert_eq!(s["nodes"], 50, "{s}");

@@ -7,6 +7,8 @@
 //!    project's busybox and pause images imported, and `rkube-agent` on it);
 //!    a Deployment of `--pods` pods. Per pod: creation → Running and → Ready
 //!    as a watching client sees them (ms). Targets: p50 < 1 s, p99 < 3 s.
+//!    Then (`--cri-floor`) as many pods again straight through CRI on the
+//!    same runtime, as many at a time as the agent starts them: the floor.
 //! 2. **Simulated nodes**: one `rkube-agent --runtime fake --nodes N`
 //!    process; time until all N are registered, then that process's CPU and
 //!    resident memory (`/proc/<pid>`) over `--window` seconds while it renews
@@ -24,7 +26,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use rkube_agent::bench::{machine_busy, ProcSample, SimulatedReport, StartupReport};
+use rkube_agent::bench::{machine_busy, FloorReport, ProcSample, SimulatedReport, StartupReport};
 use rkube_agent::runtime::containerd::{PrivateContainerd, PrivateContainerdConfig};
 use rkube_agent::runtime::images::BUSYBOX_IMAGE;
 use serde_json::{json, Value};
@@ -54,6 +56,11 @@ pub struct Options {
     /// Passed to the real node's agent: pods starting at once (0: no bound).
     #[arg(long, default_value_t = 4)]
     pub max_parallel_pod_starts: usize,
+    /// After the Deployment, start the same number of pods straight through
+    /// CRI on the same runtime (`--max-parallel-pod-starts` at a time, no
+    /// control plane): the floor under the startup latency.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub cri_floor: bool,
     /// Write the figures as JSON here too.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -144,9 +151,17 @@ async fn bench(o: &Options, dir: &Path) -> Result<Value> {
     let client = machinery::client::connect_as("rkube-bench", Some(&base), None).await?;
     let mut report = json!({"cores": cores, "load_average_before": load_before});
     if o.pods > 0 {
-        let (r, cpu) = pod_startup(o, dir, &base, client.clone(), &[etcd.pid(), apiserver.pid()]).await?;
+        let (r, cpu, floor) = pod_startup(o, dir, &base, client.clone(), &[etcd.pid(), apiserver.pid()]).await?;
         print_startup(&r, &cpu);
         report["pod_startup"] = startup_json(&r, &cpu);
+        if let Some(f) = floor {
+            print_floor(&f, &r);
+            let mut v = serde_json::to_value(&f)?;
+            for (k, p) in [("p50_ms", 50.0), ("p99_ms", 99.0), ("max_ms", 100.0)] {
+                v[k] = json!(f.percentile_ms(p));
+            }
+            report["cri_floor"] = v;
+        }
     }
     if o.simulated_nodes > 0 {
         let r = simulated(o, dir, &base, client).await?;
@@ -198,7 +213,7 @@ fn cpu_of(pids: &[u32]) -> Duration {
     pids.iter().filter_map(|p| ProcSample::read(*p).ok()).map(|s| s.cpu + s.children_cpu).sum()
 }
 
-async fn pod_startup(o: &Options, dir: &Path, base: &str, client: kube::Client, control_plane: &[u32]) -> Result<(StartupReport, StartupCpu)> {
+async fn pod_startup(o: &Options, dir: &Path, base: &str, client: kube::Client, control_plane: &[u32]) -> Result<(StartupReport, StartupCpu, Option<FloorReport>)> {
     let started = Instant::now();
     // A throwaway runtime needs no disk. On this project's VM, ext4's
     // directory allocation (each container makes several directories) cost
@@ -267,12 +282,22 @@ async fn pod_startup(o: &Options, dir: &Path, base: &str, client: kube::Client, 
     drop(agent);
     drop(scheduler);
     drop(controller);
+    // The floor, on the same runtime (the Deployment's pods idle meanwhile);
+    // with the agent gone, nothing else touches these sandboxes.
+    let floor = match (&result, o.cri_floor) {
+        (Ok(_), true) => match rkube_agent::runtime::cri::CriClient::connect(&ctrd.endpoint()).await {
+            Ok(cri) => rkube_agent::bench::cri_floor(cri, BUSYBOX_IMAGE, o.pods, o.max_parallel_pod_starts, &ctrd.layout().pod_logs).await.map(Some),
+            Err(e) => Err(e),
+        },
+        _ => Ok(None),
+    };
     let _ = std::fs::copy(&ctrd.layout().log, dir.join("containerd.log"));
     let stopped = ctrd.stop().await;
     drop(tmpfs);
     let r = result?;
     stopped.context("stopping containerd")?;
-    Ok((r, cpu))
+    let floor = floor.context("bare CRI pod starts")?;
+    Ok((r, cpu, floor))
 }
 
 async fn simulated(o: &Options, dir: &Path, base: &str, client: kube::Client) -> Result<SimulatedReport> {
@@ -334,6 +359,22 @@ fn print_startup(r: &StartupReport, cpu: &StartupCpu) {
         cpu.shims_and_runc,
         cpu.control_plane,
         cpu.machine_busy - cpu.agent - cpu.containerd_and_cni - cpu.shims_and_runc - cpu.control_plane
+    );
+}
+
+fn print_floor(f: &FloorReport, r: &StartupReport) {
+    let at_once = if f.parallel == 0 { "all at once".to_string() } else { format!("{} at a time", f.parallel) };
+    println!("## the floor: {} pods straight through CRI on the same runtime ({at_once}; no apiserver, scheduler, controllers or watches)", f.pods);
+    println!(
+        "  {:<34} {:>22}",
+        "submitted → started p50 / p99 / max",
+        format!("{:.0} / {:.0} / {:.0} ms", f.percentile_ms(50.0), f.percentile_ms(99.0), f.percentile_ms(100.0))
+    );
+    println!("  {:<34} {:>22}", "all started", format!("{:.0} ms", f.all_started_ms));
+    println!(
+        "  {:<34} {:>22}",
+        "rkube's share of the p50",
+        format!("{:.0} ms ({:.0} %)", r.ready_percentile_ms(50.0) - f.percentile_ms(50.0), 100.0 * (1.0 - f.percentile_ms(50.0) / r.ready_percentile_ms(50.0).max(1.0)))
     );
 }
 
