@@ -7,8 +7,9 @@
 //!    project's busybox and pause images imported, and `rkube-agent` on it);
 //!    a Deployment of `--pods` pods. Per pod: creation → Running and → Ready
 //!    as a watching client sees them (ms). Targets: p50 < 1 s, p99 < 3 s.
-//!    Then (`--cri-floor`) as many pods again straight through CRI on the
-//!    same runtime, as many at a time as the agent starts them: the floor.
+//!    Before that (`--cri-floor`), as many pods straight through CRI on the
+//!    same runtime, as many at a time as the agent starts them, and removed
+//!    again: the floor.
 //! 2. **Simulated nodes**: one `rkube-agent --runtime fake --nodes N`
 //!    process; time until all N are registered, then that process's CPU and
 //!    resident memory (`/proc/<pid>`) over `--window` seconds while it renews
@@ -56,9 +57,9 @@ pub struct Options {
     /// Passed to the real node's agent: pods starting at once (0: no bound).
     #[arg(long, default_value_t = 4)]
     pub max_parallel_pod_starts: usize,
-    /// After the Deployment, start the same number of pods straight through
-    /// CRI on the same runtime (`--max-parallel-pod-starts` at a time, no
-    /// control plane): the floor under the startup latency.
+    /// Before the Deployment, start (and remove) the same number of pods
+    /// straight through CRI on the same runtime (`--max-parallel-pod-starts`
+    /// at a time, no control plane): the floor under the startup latency.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub cri_floor: bool,
     /// Write the figures as JSON here too.
@@ -227,6 +228,30 @@ async fn pod_startup(o: &Options, dir: &Path, base: &str, client: kube::Client, 
         config.parent_dir = t.path.clone();
     }
     let ctrd = PrivateContainerd::start(config).await?;
+    // The floor first, on the fresh runtime, before any agent exists (so
+    // nothing else touches these sandboxes); they are gone again before the
+    // Deployment starts on the same, equally fresh runtime.
+    let floor = if o.cri_floor {
+        let cri = rkube_agent::runtime::cri::CriClient::connect(&ctrd.endpoint()).await;
+        match cri {
+            Ok(cri) => Some(rkube_agent::bench::cri_floor(cri, BUSYBOX_IMAGE, o.pods, o.max_parallel_pod_starts, &ctrd.layout().pod_logs).await),
+            Err(e) => Some(Err(e)),
+        }
+    } else {
+        None
+    };
+    let floor = match floor.transpose() {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = ctrd.stop().await;
+            return Err(e.context("bare CRI pod starts"));
+        }
+    };
+    if floor.is_some() {
+        // The kernel frees removed network namespaces and mounts in the
+        // background: let that finish before the measured run.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
     let controller = start_component("rkube-controller", dir, base).await?;
     let scheduler = start_component("rkube-scheduler", dir, base).await?;
     let (port, healthz) = (free_port()?, free_port()?);
@@ -282,21 +307,11 @@ async fn pod_startup(o: &Options, dir: &Path, base: &str, client: kube::Client, 
     drop(agent);
     drop(scheduler);
     drop(controller);
-    // The floor, on the same runtime (the Deployment's pods idle meanwhile);
-    // with the agent gone, nothing else touches these sandboxes.
-    let floor = match (&result, o.cri_floor) {
-        (Ok(_), true) => match rkube_agent::runtime::cri::CriClient::connect(&ctrd.endpoint()).await {
-            Ok(cri) => rkube_agent::bench::cri_floor(cri, BUSYBOX_IMAGE, o.pods, o.max_parallel_pod_starts, &ctrd.layout().pod_logs).await.map(Some),
-            Err(e) => Err(e),
-        },
-        _ => Ok(None),
-    };
     let _ = std::fs::copy(&ctrd.layout().log, dir.join("containerd.log"));
     let stopped = ctrd.stop().await;
     drop(tmpfs);
     let r = result?;
     stopped.context("stopping containerd")?;
-    let floor = floor.context("bare CRI pod starts")?;
     Ok((r, cpu, floor))
 }
 
