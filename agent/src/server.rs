@@ -112,7 +112,10 @@ impl NodeApi {
             return Err(text(404, format!("pod {ns}/{pod} not found on this node")));
         };
         let uid = p.metadata.uid.clone().unwrap_or_default();
-        let known = p.spec.as_ref().is_some_and(|s| s.containers.iter().chain(s.init_containers.iter().flatten()).any(|c| c.name == container));
+        let known = p.spec.as_ref().is_some_and(|s| {
+            s.containers.iter().chain(s.init_containers.iter().flatten()).any(|c| c.name == container)
+                || s.ephemeral_containers.iter().flatten().any(|c| c.name == container)
+        });
         if !known {
             return Err(text(400, format!("container {container} is not valid for pod {pod}")));
         }

@@ -623,3 +623,96 @@ fn kubectl_port_forward_attach_run_and_cp() {
         assert_runtime_empty(&n).await;
     });
 }
+
+/// `kubectl debug` (1.27, 1.33 and this machine's): an ephemeral container
+/// added through `pods/ephemeralcontainers` starts in the running pod, in
+/// its target's process namespace (it sees the target's `sleep`), with our
+/// stdin attached; it runs once, its status and logs are reported, and the
+/// pod's own container is untouched. Changing or removing an ephemeral
+/// container, or giving one ports, is refused.
+#[test]
+fn kubectl_debug_runs_an_ephemeral_container() {
+    in_netns("rkt-agent5", || async move {
+        let mut n = node("10.215.6.0/24").await;
+        let client = n.cluster.client().await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let spec = serde_json::json!({"containers": [{"name": "app", "image": BUSYBOX_IMAGE, "command": ["sleep", "3600"]}]});
+        pods.create(&PostParams::default(), &pod("target", &n.name, spec)).await.unwrap();
+        let running = wait_pod(&pods, "target", "Running", Duration::from_secs(90), &mut n.agent, |p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")).await;
+        let app_id = status_of(&running, "app").and_then(|s| s.container_id.clone()).unwrap();
+
+        for version in ["1.27", "1.33", "default"] {
+            let name = format!("dbg-{}", version.replace('.', ""));
+            let image = format!("--image={BUSYBOX_IMAGE}");
+            let container = format!("--container={name}");
+            let args = ["debug", "target", "-i", &image, "--target=app", &container, "--", "sh", "-c", "read l; echo dbg:$l; ps -o args"];
+            // Our stdin stays open until kubectl is done: the debugger is
+            // not `stdinOnce`, so closing it would end the attach (as with
+            // the kubelet) before the output arrives.
+            let mut child = n
+                .cluster
+                .kubectl_cmd(version, &args)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(b"hi\n").unwrap();
+            let pid = child.id().to_string();
+            let waiting = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap());
+            let Ok(out) = tokio::time::timeout(Duration::from_secs(90), waiting).await else {
+                let _ = std::process::Command::new("kill").args(["-9", &pid]).status();
+                panic!("kubectl {version} debug still running after 90 s");
+            };
+            let out = out.unwrap();
+            drop(stdin);
+            let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert!(out.status.success(), "kubectl {version} debug: {stderr}\n{stdout}");
+            assert!(stdout.contains("dbg:hi"), "kubectl {version} debug: stdin reaches the debugger: {stdout}\n{stderr}");
+            assert!(stdout.lines().any(|l| l.trim() == "sleep 3600"), "kubectl {version} debug: the target's process is visible: {stdout}");
+            let p = wait_pod(&pods, "target", "the debugger terminated", Duration::from_secs(30), &mut n.agent, |p| {
+                p.status.as_ref().and_then(|s| s.ephemeral_container_statuses.as_ref()).into_iter().flatten().any(|s| {
+                    s.name == name && s.state.as_ref().and_then(|st| st.terminated.as_ref()).is_some_and(|t| t.exit_code == 0)
+                })
+            })
+            .await;
+            let ps = p.status.as_ref().unwrap();
+            assert_eq!(ps.phase.as_deref(), Some("Running"));
+            assert_eq!(status_of(&p, "app").and_then(|s| s.container_id.clone()), Some(app_id.clone()), "the pod's container is untouched");
+            assert!(ps.ephemeral_container_statuses.iter().flatten().all(|s| s.restart_count == 0 && !s.ready));
+            assert!(n.cluster.kubectl_ok(&["logs", "target", "-c", &name]).contains("dbg:hi"));
+        }
+
+        // Refused: removing or changing an ephemeral container, one with ports.
+        let eph = |body: serde_json::Value| {
+            let req = http::Request::put("/api/v1/namespaces/default/pods/target/ephemeralcontainers").header("content-type", "application/json").body(serde_json::to_vec(&body).unwrap()).unwrap();
+            let client = client.clone();
+            async move { client.request::<serde_json::Value>(req).await }
+        };
+        let mut current = serde_json::to_value(pods.get("target").await.unwrap()).unwrap();
+        let list = current["spec"]["ephemeralContainers"].as_array().unwrap().clone();
+        let mut removed = current.clone();
+        removed["spec"]["ephemeralContainers"] = serde_json::json!(list[1..]);
+        let mut changed = current.clone();
+        changed["spec"]["ephemeralContainers"][0]["image"] = serde_json::json!("other:1");
+        let mut ports = current.clone();
+        ports["spec"]["ephemeralContainers"].as_array_mut().unwrap().push(serde_json::json!({"name": "p", "image": BUSYBOX_IMAGE, "ports": [{"containerPort": 80}]}));
+        for (body, message) in [
+            (removed, "Forbidden: existing ephemeral containers \"dbg-127\" may not be removed"),
+            (changed, "Forbidden: existing ephemeral containers \"dbg-127\" may not be changed"),
+            (ports, "spec.ephemeralContainers[3].ports: Forbidden: cannot be set for an Ephemeral Container"),
+        ] {
+            match eph(body).await {
+                Err(kube::Error::Api(s)) => assert!(s.code == 422 && s.message.contains(message), "{s:?}"),
+                other => panic!("expected 422 ({message}), got {other:?}"),
+            }
+        }
+        current["spec"]["ephemeralContainers"] = serde_json::json!(list);
+        assert_eq!(pods.get("target").await.unwrap().spec.unwrap().ephemeral_containers.unwrap().len(), 3);
+
+        pods.delete("target", &DeleteParams::default()).await.unwrap();
+        wait_pod_gone(&pods, "target", &mut n.agent).await;
+        assert_runtime_empty(&n).await;
+    });
+}

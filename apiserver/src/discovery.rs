@@ -64,6 +64,7 @@ fn subresource_entry(r: &ResourceInfo, sub: &str) -> Value {
         "status" => (r.kind, None, None, &["get", "patch", "update"]),
         "scale" => ("Scale", Some("autoscaling"), Some("v1"), &["get", "patch", "update"]),
         "binding" => ("Binding", None, None, &["create"]),
+        "ephemeralcontainers" => (r.kind, None, None, &["get", "patch", "update"]),
         // Served by the pods registry, but the object is a policy/v1
         // Eviction: `kubectl drain` looks for this entry (with its group and
         // version) to decide between evicting and deleting.

@@ -74,7 +74,7 @@ fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
 pub fn container_name(pod: &Value, asked: Option<&str>) -> Result<String, ApiError> {
     let name = pod["metadata"]["name"].as_str().unwrap_or("");
     let names: Vec<&str> = pod["spec"]["containers"].as_array().into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
-    let init: Vec<&str> = pod["spec"]["initContainers"].as_array().into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
+    let init: Vec<&str> = ["initContainers", "ephemeralContainers"].iter().flat_map(|k| pod["spec"][*k].as_array().into_iter().flatten()).filter_map(|c| c["name"].as_str()).collect();
     match asked.filter(|a| !a.is_empty()) {
         Some(c) if names.contains(&c) || init.contains(&c) => Ok(c.to_string()),
         Some(c) => Err(ApiError::bad_request(format!("container {c} is not valid for pod {name}"))),

@@ -113,7 +113,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
     resource!("", "v1", "Node", "nodes", "node", false,
         short: &["no"], categories: NONE, sub: &["status"], storage: "minions"),
     resource!("", "v1", "Pod", "pods", "pod", true,
-        short: &["po"], categories: ALL, sub: &["status", "binding", "eviction", "log", "exec", "attach", "portforward"], storage: "pods"),
+        short: &["po"], categories: ALL, sub: &["status", "binding", "eviction", "ephemeralcontainers", "log", "exec", "attach", "portforward"], storage: "pods"),
     resource!("", "v1", "Secret", "secrets", "secret", true,
         short: NONE, categories: NONE, sub: NONE, storage: "secrets"),
     resource!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true,

@@ -433,7 +433,23 @@ impl Worker {
                 },
             }
         }
+        // Ephemeral containers (`kubectl debug`): started once, in the
+        // running pod's sandbox, never restarted.
+        for (c, target) in ephemeral_containers(&spec) {
+            if attempts.get(&c.name).is_none_or(|v| v.is_empty()) {
+                let target_id = target.and_then(|t| attempts.get(&t)?.iter().rev().find(|a| a.state() == cri::ContainerState::ContainerRunning).map(|a| a.status.id.clone()));
+                self.start_ephemeral(&c, target_id).await;
+                acted = true;
+            }
+        }
         Ok((!acted).then_some(attempts))
+    }
+
+    /// Starts an ephemeral container; with a target, in the target
+    /// container's process namespace (CRI `NamespaceMode::Target`), so the
+    /// debugger sees its processes.
+    async fn start_ephemeral(&mut self, c: &Container, target_id: Option<String>) {
+        self.start_container_in(c, false, 0, target_id.as_deref()).await;
     }
 
     fn ensure_probes(&mut self, c: &Container, container_id: &str) {
@@ -545,13 +561,25 @@ impl Worker {
 
     /// Image, CreateContainer, StartContainer for attempt `attempt` of `c`.
     async fn start_container(&mut self, c: &Container, init: bool, attempt: u32) {
+        self.start_container_in(c, init, attempt, None).await
+    }
+
+    /// Creates and starts a container; `target`: the id of a container whose
+    /// process namespace it joins (an ephemeral container's target).
+    async fn start_container_in(&mut self, c: &Container, init: bool, attempt: u32, target: Option<&str>) {
         let Some((sandbox_id, pod_ip, sandbox_attempt)) = self.sandbox.clone() else { return };
         if let Err((reason, msg)) = self.ensure_image(c, init).await {
             self.memory.entry(c.name.clone()).or_default().waiting = Some((reason, msg));
             return;
         }
         let image = c.image.clone().unwrap_or_default();
-        let config = config::container_config(&self.pod, c, &image, attempt, init, &pod_ip, &self.ctx.host_ip);
+        let mut config = config::container_config(&self.pod, c, &image, attempt, init, &pod_ip, &self.ctx.host_ip);
+        if let Some(target) = target {
+            if let Some(ns) = config.linux.as_mut().and_then(|l| l.security_context.as_mut()).and_then(|sc| sc.namespace_options.as_mut()) {
+                ns.pid = cri::NamespaceMode::Target as i32;
+                ns.target_id = target.to_string();
+            }
+        }
         let sandbox_config = config::sandbox_config(&self.pod, sandbox_attempt, &self.ctx.log_root);
         let mut cli = self.ctx.cri.clone();
         let req = cri::CreateContainerRequest { pod_sandbox_id: sandbox_id.clone(), config: Some(config), sandbox_config: Some(sandbox_config) };
@@ -702,6 +730,10 @@ impl Worker {
         let prev = self.pod.status.as_ref();
         let init_statuses: Vec<ContainerStatus> = spec.init_containers.iter().flatten().map(|c| self.container_status(c, true, attempts.get(&c.name), &policy)).collect();
         let statuses: Vec<ContainerStatus> = spec.containers.iter().map(|c| self.container_status(c, false, attempts.get(&c.name), &policy)).collect();
+        let ephemeral: Vec<ContainerStatus> = ephemeral_containers(&spec)
+            .iter()
+            .map(|(c, _)| ContainerStatus { ready: false, ..self.container_status(c, false, attempts.get(&c.name), "Never") })
+            .collect();
         let exited_ok = |s: &ContainerStatus| s.state.as_ref().and_then(|st| st.terminated.as_ref()).is_some_and(|t| t.exit_code == 0);
         let init_failed = policy == "Never" && init_statuses.iter().any(|s| s.state.as_ref().and_then(|st| st.terminated.as_ref()).is_some_and(|t| t.exit_code != 0));
         let initialized = init_statuses.iter().all(exited_ok);
@@ -723,6 +755,7 @@ impl Worker {
             conditions: Some(pod_conditions(prev, (initialized, init_msg), (initialized && unready.is_empty() && phase == "Running", ready_msg), now)),
             container_statuses: Some(statuses),
             init_container_statuses: Some(init_statuses).filter(|v| !v.is_empty()),
+            ephemeral_container_statuses: Some(ephemeral).filter(|v| !v.is_empty()),
             host_ip: Some(self.ctx.host_ip.clone()),
             host_ips: Some(vec![HostIP { ip: self.ctx.host_ip.clone() }]),
             pod_ip: pod_ip.clone(),
@@ -732,6 +765,19 @@ impl Worker {
             ..Default::default()
         })
     }
+}
+
+/// The pod's ephemeral containers as containers (the same fields, minus
+/// `targetContainerName`, returned beside each).
+pub fn ephemeral_containers(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<(Container, Option<String>)> {
+    spec.ephemeral_containers
+        .iter()
+        .flatten()
+        .filter_map(|e| {
+            let c: Container = serde_json::from_value(serde_json::to_value(e).ok()?).ok()?;
+            Some((c, e.target_container_name.clone().filter(|t| !t.is_empty())))
+        })
+        .collect()
 }
 
 fn fmt_backoff(d: Duration) -> String {

@@ -739,7 +739,7 @@ impl Registry {
                 other => other?,
             }
             let mut errs = validation::validate(r.kind, &new);
-            errs.extend(validate_update(r, &new, &old));
+            errs.extend(validate_update(r, ri.subresource.as_deref(), &new, &old));
             if !errs.is_empty() {
                 return Err(ApiError::invalid(r.group, r.kind, &name, errs));
             }
@@ -1346,6 +1346,17 @@ fn prepare_for_update(r: &ResourceInfo, sub: Option<&str>, new: &mut Value, old:
         }
         // A binding writes spec.nodeName and the PodScheduled condition.
         Some("binding") => {}
+        // `kubectl debug`: only the pod's ephemeral containers change.
+        Some("ephemeralcontainers") => {
+            let eph = new["spec"].get("ephemeralContainers").cloned();
+            *new = old.clone();
+            match eph {
+                Some(e) if !e.is_null() => new["spec"]["ephemeralContainers"] = e,
+                _ => {
+                    new["spec"].as_object_mut().map(|m| m.remove("ephemeralContainers"));
+                }
+            }
+        }
         Some("finalize") => {
             let fin = new["spec"]["finalizers"].clone();
             *new = old.clone();
@@ -1385,9 +1396,10 @@ fn prepare_for_update(r: &ResourceInfo, sub: Option<&str>, new: &mut Value, old:
 }
 
 /// Update rules beyond plain validation (`ValidatePodUpdate` & co).
-fn validate_update(r: &ResourceInfo, new: &Value, old: &Value) -> Vec<FieldError> {
+fn validate_update(r: &ResourceInfo, sub: Option<&str>, new: &Value, old: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     match r.kind {
+        "Pod" if sub == Some("ephemeralcontainers") => errs.extend(validation::ephemeral_containers_update(&new["spec"], &old["spec"])),
         "Pod" => {
             let binding = BINDING.try_with(|b| *b).unwrap_or(false);
             let strip = |spec: &Value| {
@@ -1400,6 +1412,10 @@ fn validate_update(r: &ResourceInfo, new: &Value, old: &Value) -> Vec<FieldError
                     }
                 }
                 if let Some(m) = s.as_object_mut() {
+                    // Ephemeral containers change through their own subresource only.
+                    if sub == Some("ephemeralcontainers") {
+                        m.remove("ephemeralContainers");
+                    }
                     m.remove("activeDeadlineSeconds");
                     m.remove("tolerations");
                     m.remove("terminationGracePeriodSeconds");
@@ -1570,8 +1586,8 @@ mod tests {
             json!({"metadata": {"name": "b", "labels": {"x": name}},
                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name}})
         };
-        assert!(validate_update(rb, &b("view"), &b("view")).is_empty());
-        let errs = validate_update(rb, &b("admin"), &b("view"));
+        assert!(validate_update(rb, None, &b("view"), &b("view")).is_empty());
+        let errs = validate_update(rb, None, &b("admin"), &b("view"));
         let e = ApiError::invalid(rb.group, rb.kind, "b", errs);
         assert_eq!(
             e.message,

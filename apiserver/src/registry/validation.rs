@@ -174,6 +174,57 @@ fn role_binding(kind: &str, obj: &Value, errs: &mut Vec<FieldError>) {
     }
 }
 
+/// ValidateEphemeralContainers: unique names (also against the pod's other
+/// containers), an image, none of the fields that only make sense for a
+/// container the pod was designed with, and a target that exists.
+fn ephemeral_containers(path: &str, spec: &Value, names: &mut HashSet<String>, errs: &mut Vec<FieldError>) {
+    let regular: Vec<&str> = ["containers", "initContainers"].iter().flat_map(|k| spec[*k].as_array().into_iter().flatten()).filter_map(|c| c["name"].as_str()).collect();
+    for (i, c) in spec["ephemeralContainers"].as_array().into_iter().flatten().enumerate() {
+        let cpath = format!("{path}.ephemeralContainers[{i}]");
+        match c["name"].as_str() {
+            None | Some("") => errs.push(FieldError::required(format!("{cpath}.name"))),
+            Some(n) if !is_dns1123_label(n) => errs.push(FieldError::invalid(format!("{cpath}.name"), n, DNS1123_LABEL_FMT)),
+            Some(n) if !names.insert(n.to_string()) => errs.push(FieldError::duplicate(format!("{cpath}.name"), n)),
+            Some(_) => {}
+        }
+        if c["image"].as_str().is_none_or(|s| s.trim().is_empty()) {
+            errs.push(FieldError::required(format!("{cpath}.image")));
+        }
+        for f in ["ports", "livenessProbe", "readinessProbe", "startupProbe", "lifecycle", "resources"] {
+            let set = match &c[f] {
+                Value::Null => false,
+                Value::Array(a) => !a.is_empty(),
+                Value::Object(m) => !m.is_empty(),
+                _ => true,
+            };
+            if set {
+                errs.push(FieldError::forbidden(format!("{cpath}.{f}"), "cannot be set for an Ephemeral Container"));
+            }
+        }
+        if let Some(t) = c["targetContainerName"].as_str().filter(|t| !t.is_empty()) {
+            if !regular.contains(&t) {
+                errs.push(FieldError::invalid(format!("{cpath}.targetContainerName"), t, "must be the name of one of the pod's containers"));
+            }
+        }
+    }
+}
+
+/// ValidatePodEphemeralContainersUpdate: ephemeral containers can be added,
+/// never changed or removed.
+pub fn ephemeral_containers_update(new: &Value, old: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let new_list = new["ephemeralContainers"].as_array().cloned().unwrap_or_default();
+    for o in old["ephemeralContainers"].as_array().into_iter().flatten() {
+        let name = o["name"].as_str().unwrap_or("");
+        match new_list.iter().find(|n| n["name"] == o["name"]) {
+            None => errs.push(FieldError::forbidden("spec.ephemeralContainers", format!("existing ephemeral containers {name:?} may not be removed"))),
+            Some(n) if n != o => errs.push(FieldError::forbidden("spec.ephemeralContainers", format!("existing ephemeral containers {name:?} may not be changed"))),
+            Some(_) => {}
+        }
+    }
+    errs
+}
+
 fn pod_spec(path: &str, spec: &Value, errs: &mut Vec<FieldError>) {
     let containers = spec["containers"].as_array();
     if containers.is_none_or(|c| c.is_empty()) {
@@ -240,6 +291,7 @@ fn pod_spec(path: &str, spec: &Value, errs: &mut Vec<FieldError>) {
             }
         }
     }
+    ephemeral_containers(path, spec, &mut names, errs);
     if let Some(rp) = spec["restartPolicy"].as_str() {
         if !matches!(rp, "Always" | "OnFailure" | "Never") {
             errs.push(FieldError::not_supported(format!("{path}.restartPolicy"), rp, &["Always", "OnFailure", "Never"]));
