@@ -112,7 +112,7 @@ fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
     );
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", v4.ip()).as_bytes())?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;
     Ok(out)
@@ -513,7 +513,9 @@ fn port_forward(cluster: &e2e::Cluster, version: &str, target: &str, remote: u16
 /// `pods/portforward`: the runtime dials the port inside the pod's network
 /// namespace), `kubectl attach` and `kubectl run -i --rm` (through
 /// `pods/attach`: the container's own stdin and stdout), and `kubectl cp`
-/// (exec with stdin, both ways). Bad requests get a Status with the reason.
+/// (exec with stdin, both ways), and the apiserver's HTTP proxy to pods and
+/// Services (`kubectl get --raw`, `kubectl proxy`). Bad requests get a Status
+/// with the reason.
 #[test]
 fn kubectl_port_forward_attach_run_and_cp() {
     in_netns("rkt-agent4", || async move {
@@ -547,6 +549,43 @@ fn kubectl_port_forward_attach_run_and_cp() {
             let _ = child.kill();
             let _ = child.wait();
             assert_eq!(body(&got), "hello-from-web\n", "kubectl {version} port-forward {target}");
+        }
+
+        // The apiserver's proxy: to the pod (by port, and by its first
+        // declared port), to the Service through its endpoints, and all of
+        // it through `kubectl proxy`. (No endpoints controller runs here:
+        // the test writes the Endpoints.)
+        let web_ip = pods.get("web").await.unwrap().status.unwrap().pod_ip.unwrap();
+        let eps: k8s_openapi::api::core::v1::Endpoints = serde_json::from_value(serde_json::json!({"metadata": {"name": "web"},
+            "subsets": [{"addresses": [{"ip": web_ip}], "ports": [{"port": 8080, "protocol": "TCP"}]}]})).unwrap();
+        Api::<k8s_openapi::api::core::v1::Endpoints>::namespaced(client.clone(), "default").create(&PostParams::default(), &eps).await.unwrap();
+        for path in ["/api/v1/namespaces/default/pods/web:8080/proxy/", "/api/v1/namespaces/default/pods/web/proxy/index.html", "/api/v1/namespaces/default/services/web:80/proxy/", "/api/v1/namespaces/default/services/web/proxy/"] {
+            assert_eq!(n.cluster.kubectl_ok(&["get", "--raw", path]), "hello-from-web\n", "{path}");
+        }
+        {
+            use std::io::BufRead;
+            let mut child = n.cluster.kubectl_cmd("default", &["proxy", "--port=0"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+            let first = std::io::BufReader::new(child.stdout.take().unwrap()).lines().next().and_then(|l| l.ok()).unwrap_or_default();
+            let port: u16 = first.rsplit(':').next().and_then(|p| p.trim().parse().ok()).unwrap_or_else(|| panic!("kubectl proxy said {first:?}"));
+            let got = http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), "/api/v1/namespaces/default/services/web/proxy/");
+            let _ = child.kill();
+            let _ = child.wait();
+            let got = got.unwrap();
+            assert!(got.contains("200 OK") && body(&got) == "hello-from-web\n", "{got}");
+        }
+        let svc = serde_json::from_value(serde_json::json!({"metadata": {"name": "lonely"}, "spec": {"selector": {"app": "none"}, "ports": [{"port": 80}]}})).unwrap();
+        services.create(&PostParams::default(), &svc).await.unwrap();
+        for (path, code, message) in [
+            ("services/lonely/proxy/", 503, "no endpoints available for service \"lonely\""),
+            ("services/web:81/proxy/", 503, "no service port 81 found for service \"web\""),
+            ("services/nosuch/proxy/", 404, "services \"nosuch\" not found"),
+            ("pods/web:http/proxy/", 400, "invalid port \"http\" for pod web"),
+        ] {
+            let req = http::Request::get(format!("/api/v1/namespaces/default/{path}")).body(Vec::new()).unwrap();
+            match client.request_text(req).await {
+                Err(kube::Error::Api(s)) => assert!(s.code == code && s.message.contains(message), "{path}: {s:?}"),
+                other => panic!("{path}: expected {code}, got {other:?}"),
+            }
         }
 
         // attach (no stdin): the container's output from now on.

@@ -65,6 +65,8 @@ fn subresource_entry(r: &ResourceInfo, sub: &str) -> Value {
         "scale" => ("Scale", Some("autoscaling"), Some("v1"), &["get", "patch", "update"]),
         "binding" => ("Binding", None, None, &["create"]),
         "ephemeralcontainers" => (r.kind, None, None, &["get", "patch", "update"]),
+        "proxy" if r.kind == "Service" => ("ServiceProxyOptions", None, None, &["create", "delete", "get", "patch", "update"]),
+        "proxy" => ("PodProxyOptions", None, None, &["create", "delete", "get", "patch", "update"]),
         // Served by the pods registry, but the object is a policy/v1
         // Eviction: `kubectl drain` looks for this entry (with its group and
         // version) to decide between evicting and deleting.

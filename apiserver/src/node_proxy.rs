@@ -22,6 +22,13 @@
 //!   the same way (`kubectl port-forward`; no container: a pod's containers
 //!   share its network namespace).
 //!
+//! And `pods/<name[:port]>/proxy/<path>` and
+//! `services/<[scheme:]name[:port]>/proxy/<path>` (what `kubectl proxy`
+//! users open): plain HTTP to the pod's IP, or to a ready endpoint of the
+//! Service picked at random, with the request's method, rest of the path,
+//! query, body and headers (kube-apiserver's `ProxyREST` for pods and
+//! services; it dials pods directly, not through the kubelet).
+//!
 //! Safety on a single machine: the apiserver only dials node addresses that
 //! belong to this machine (simulated nodes carry made-up addresses, and
 //! nothing here must send traffic off the box).
@@ -218,6 +225,130 @@ pub async fn proxy_pod_subresource(registry: &Registry, ri: &RequestInfo, mut re
     builder.header("cache-control", "no-cache").body(StreamBody::new(stream).boxed()).map_err(internal)
 }
 
+/// `[scheme:]name[:port]` as in a proxy URL (`SplitSchemeNamePort`).
+pub fn split_scheme_name_port(id: &str) -> Option<(&str, &str, &str)> {
+    let parts: Vec<&str> = id.split(':').collect();
+    let (scheme, name, port) = match parts.as_slice() {
+        [n] => ("", *n, ""),
+        [n, p] => ("", *n, *p),
+        [s, n, p] if matches!(*s, "http" | "https") => (*s, *n, *p),
+        _ => return None,
+    };
+    (!name.is_empty()).then_some((scheme, name, port))
+}
+
+/// Where a `pods/.../proxy` or `services/.../proxy` request goes.
+async fn proxy_target(registry: &Registry, ri: &RequestInfo) -> Result<(String, std::net::SocketAddr), ApiError> {
+    let id = ri.name.as_deref().unwrap_or("");
+    let (scheme, name, port) = split_scheme_name_port(id).ok_or_else(|| ApiError::bad_request(format!("invalid request {id:?}")))?;
+    if scheme == "https" {
+        return Err(ApiError::bad_request("rkube-apiserver proxies plain HTTP only"));
+    }
+    let ns = ri.namespace.as_deref();
+    let unavailable = |m: String| ApiError::new(503, "ServiceUnavailable", m);
+    let (ip, port): (String, u16) = if ri.resource.kind == "Pod" {
+        let (pod, _) = registry.read(ri.resource, ns, name).await?;
+        let ip = pod["status"]["podIP"].as_str().filter(|s| !s.is_empty()).ok_or_else(|| unavailable(format!("pod {name} has no IP yet")))?.to_string();
+        // No port: the first port of the first container that declares one, else 80.
+        let port = if port.is_empty() {
+            pod["spec"]["containers"].as_array().into_iter().flatten().find_map(|c| c["ports"][0]["containerPort"].as_u64()).unwrap_or(80).to_string()
+        } else {
+            port.to_string()
+        };
+        (ip, port.parse().map_err(|_| ApiError::bad_request(format!("invalid port {port:?} for pod {name}")))?)
+    } else {
+        let (svc, _) = registry.read(ri.resource, ns, name).await?;
+        // A port number names the service port whose name the endpoints use.
+        let mut port_name = port.to_string();
+        if let Ok(n) = port.parse::<u64>() {
+            let p = svc["spec"]["ports"].as_array().into_iter().flatten().find(|p| p["port"].as_u64() == Some(n));
+            port_name = p.ok_or_else(|| unavailable(format!("no service port {n} found for service {name:?}")))?["name"].as_str().unwrap_or("").to_string();
+        }
+        let endpoints = resources::find("", "v1", "endpoints").expect("endpoints are served");
+        let (eps, _) = registry.read(endpoints, ns, name).await.map_err(|_| unavailable(format!("no endpoints available for service {name:?}")))?;
+        let mut candidates = Vec::new();
+        for ss in eps["subsets"].as_array().into_iter().flatten() {
+            let Some(p) = ss["ports"].as_array().into_iter().flatten().find(|p| p["name"].as_str().unwrap_or("") == port_name) else { continue };
+            for a in ss["addresses"].as_array().into_iter().flatten() {
+                if let (Some(ip), Some(port)) = (a["ip"].as_str(), p["port"].as_u64()) {
+                    candidates.push((ip.to_string(), port as u16));
+                }
+            }
+        }
+        if candidates.is_empty() {
+            return Err(unavailable(format!("no endpoints available for service {id:?}")));
+        }
+        candidates.swap_remove(rand_index(candidates.len()))
+    };
+    let ip: IpAddr = ip.parse().map_err(|_| unavailable(format!("invalid address {ip}")))?;
+    let local = match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || machinery::routes::local_route_exists(v4),
+        IpAddr::V6(v6) => v6.is_loopback(),
+    };
+    if !local {
+        return Err(unavailable(format!("{ip} is not on a network of this machine; refusing to dial it")));
+    }
+    Ok((name.to_string(), std::net::SocketAddr::new(ip, port)))
+}
+
+fn rand_index(n: usize) -> usize {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    nanos as usize % n.max(1)
+}
+
+/// Headers not passed on (hop-by-hop, and the client's credentials for the
+/// apiserver, which are not the backend's business).
+fn hop_by_hop(name: &str) -> bool {
+    matches!(name, "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "te" | "trailer" | "upgrade" | "host" | "authorization" | "content-length")
+}
+
+/// Proxies one HTTP request to a pod or a Service's endpoint.
+pub async fn proxy_http(registry: &Registry, ri: &RequestInfo, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let (_, addr) = proxy_target(registry, ri).await?;
+    // The part of the path after `/proxy`, and the query as sent.
+    let path = req.uri().path();
+    let rest = path.split_once("/proxy").map(|(_, r)| r).unwrap_or("");
+    let mut target = if rest.is_empty() { "/".to_string() } else { rest.to_string() };
+    if let Some(q) = req.uri().query() {
+        target.push('?');
+        target.push_str(q);
+    }
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?.to_bytes();
+    let stream = tokio::time::timeout(std::time::Duration::from_secs(10), tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| bad_gateway(format!("dial tcp {addr}: timed out")))?
+        .map_err(|e| bad_gateway(format!("dial tcp {addr}: {e}")))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, http_body_util::Full<Bytes>>(TokioIo::new(stream)).await.map_err(bad_gateway)?;
+    tokio::spawn(conn);
+    let mut up = Request::builder().method(parts.method).uri(&target).header("host", addr.to_string());
+    for (k, v) in &parts.headers {
+        if !hop_by_hop(k.as_str()) {
+            up = up.header(k, v);
+        }
+    }
+    let resp = sender.send_request(up.body(http_body_util::Full::new(body)).map_err(internal)?).await.map_err(bad_gateway)?;
+    let (rparts, rbody) = resp.into_parts();
+    let mut builder = Response::builder().status(rparts.status);
+    for (k, v) in &rparts.headers {
+        if !hop_by_hop(k.as_str()) {
+            builder = builder.header(k, v);
+        }
+    }
+    let mut rbody = rbody;
+    let stream = futures::stream::poll_fn(move |cx| loop {
+        match std::pin::Pin::new(&mut rbody).poll_frame(cx) {
+            std::task::Poll::Ready(Some(Ok(f))) => match f.into_data() {
+                Ok(d) => return std::task::Poll::Ready(Some(Ok::<_, Infallible>(Frame::data(d)))),
+                Err(_) => continue,
+            },
+            std::task::Poll::Ready(_) => return std::task::Poll::Ready(None),
+            std::task::Poll::Pending => return std::task::Poll::Pending,
+        }
+    });
+    builder.body(StreamBody::new(stream).map_err(|n| match n {}).boxed()).map_err(internal)
+}
+
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(e.to_string())
 }
@@ -257,6 +388,16 @@ mod tests {
         assert!(node_endpoint(&json!({"status": {}})).is_err());
         assert!(is_local("127.0.0.1".parse().unwrap()));
         assert!(!is_local("192.0.2.77".parse().unwrap()));
+    }
+
+    #[test]
+    fn scheme_name_port() {
+        assert_eq!(split_scheme_name_port("web"), Some(("", "web", "")));
+        assert_eq!(split_scheme_name_port("web:80"), Some(("", "web", "80")));
+        assert_eq!(split_scheme_name_port("web:http"), Some(("", "web", "http")));
+        assert_eq!(split_scheme_name_port("https:web:443"), Some(("https", "web", "443")));
+        assert_eq!(split_scheme_name_port("ftp:web:21"), None);
+        assert_eq!(split_scheme_name_port(":80"), None);
     }
 
     #[test]

@@ -70,6 +70,9 @@ pub fn parse(method: &http::Method, path: &str, query_watch: bool) -> Result<Opt
         [r] => (*r, None, None),
         [r, n] => (*r, Some(n.to_string()), None),
         [r, n, s] => (*r, Some(n.to_string()), Some(s.to_string())),
+        // `pods/<name>/proxy/<path...>` and `services/<name>/proxy/<path...>`:
+        // the rest of the path is for the backend.
+        [r, n, "proxy", ..] => (*r, Some(n.to_string()), Some("proxy".to_string())),
         _ => return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource")),
     };
     let resource = resources::find(group, version, plural)

@@ -171,6 +171,13 @@ impl ApiServer {
             }
             return crate::node_proxy::proxy_pod_subresource(&self.registry, &ri, req).await;
         }
+        // pods/<name>/proxy and services/<name>/proxy: HTTP to the pod or an endpoint.
+        if ri.subresource.as_deref() == Some("proxy") {
+            if let Some(u) = &user {
+                self.security.authorize(u, &crate::security::attributes(&ri, None), &self.registry)?;
+            }
+            return crate::node_proxy::proxy_http(&self.registry, &ri, req).await;
+        }
         let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         let content_type = req
             .headers()

@@ -7,6 +7,8 @@
 //! - [`quantity`]: resource quantities (`100m`, `1Gi`) as numbers.
 //! - [`names`]: `generateName`-style names (prefix + random suffix).
 //! - [`quota`]: what objects count against a ResourceQuota.
+//! - [`routes`]: is an address on one of this machine's own networks (the
+//!   guard before dialing a pod address; reads the route table in `/proc`).
 //!
 //! Then, behind the `client` feature (on by default), the IO half that
 //! components use to talk to the apiserver — never to etcd:
@@ -22,6 +24,7 @@ pub mod quantity;
 pub mod duration;
 pub mod names;
 pub mod quota;
+pub mod routes;
 
 #[cfg(feature = "client")]
 pub mod client;
