@@ -112,32 +112,26 @@ async fn proxy_to(what: &str, url: Result<String, tonic::Status>, req: Request<I
     }
 }
 
-pub async fn exec(api: &NodeApi, ns: &str, pod: &str, container: &str, req: Request<Incoming>) -> Response<Body> {
+/// The request's stream parameters and the running container they are for,
+/// or the response that says what is wrong.
+async fn prepare(api: &NodeApi, ns: &str, pod: &str, container: &str, req: &Request<Incoming>, exec: bool) -> Result<(StreamParams, cri::Container), Response<Body>> {
     let params = parse_query(req.uri().query().unwrap_or(""));
-    if params.command.is_empty() {
-        return text(400, "you must specify at least 1 command".into());
+    if exec && params.command.is_empty() {
+        return Err(text(400, "you must specify at least 1 command".into()));
     }
-    if let Err(e) = params.check_streams() {
-        return text(400, e);
-    }
-    let ctr = match running_container(api, ns, pod, container).await {
-        Ok(c) => c,
+    params.check_streams().map_err(|e| text(400, e))?;
+    let ctr = running_container(api, ns, pod, container).await?;
+    Ok((params, ctr))
+}
+
+pub async fn exec(api: &NodeApi, ns: &str, pod: &str, container: &str, req: Request<Incoming>) -> Response<Body> {
+    let (p, ctr) = match prepare(api, ns, pod, container, &req, true).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let mut c = api.cri.clone();
-    let url = c
-        .runtime
-        .exec(cri::ExecRequest {
-            container_id: ctr.id,
-            cmd: params.command,
-            tty: params.tty,
-            stdin: params.stdin,
-            stdout: params.stdout,
-            // With a TTY, stderr is merged into stdout.
-            stderr: params.stderr && !params.tty,
-        })
-        .await
-        .map(|r| r.into_inner().url);
+    // With a TTY, stderr is merged into stdout.
+    let r = cri::ExecRequest { container_id: ctr.id, cmd: p.command, tty: p.tty, stdin: p.stdin, stdout: p.stdout, stderr: p.stderr && !p.tty };
+    let url = api.cri.clone().runtime.exec(r).await.map(|r| r.into_inner().url);
     proxy_to("Exec", url, req).await
 }
 
@@ -146,20 +140,12 @@ pub async fn exec(api: &NodeApi, ns: &str, pod: &str, container: &str, req: Requ
 /// if its spec asked for it (`stdin: true`, which CreateContainer passed
 /// on); with `stdinOnce`, the runtime closes it when the first attach ends.
 pub async fn attach(api: &NodeApi, ns: &str, pod: &str, container: &str, req: Request<Incoming>) -> Response<Body> {
-    let params = parse_query(req.uri().query().unwrap_or(""));
-    if let Err(e) = params.check_streams() {
-        return text(400, e);
-    }
-    let ctr = match running_container(api, ns, pod, container).await {
-        Ok(c) => c,
+    let (p, ctr) = match prepare(api, ns, pod, container, &req, false).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let mut c = api.cri.clone();
-    let url = c
-        .runtime
-        .attach(cri::AttachRequest { container_id: ctr.id, stdin: params.stdin, tty: params.tty, stdout: params.stdout, stderr: params.stderr && !params.tty })
-        .await
-        .map(|r| r.into_inner().url);
+    let r = cri::AttachRequest { container_id: ctr.id, stdin: p.stdin, tty: p.tty, stdout: p.stdout, stderr: p.stderr && !p.tty };
+    let url = api.cri.clone().runtime.attach(r).await.map(|r| r.into_inner().url);
     proxy_to("Attach", url, req).await
 }
 

@@ -207,17 +207,7 @@ pub async fn proxy_pod_subresource(registry: &Registry, ri: &RequestInfo, mut re
     }
     // Stream the log body through (errors from the node end the stream).
     let content_type = resp.headers().get(http::header::CONTENT_TYPE).cloned();
-    let mut body = resp.into_body();
-    let stream = futures::stream::poll_fn(move |cx| loop {
-        match std::pin::Pin::new(&mut body).poll_frame(cx) {
-            std::task::Poll::Ready(Some(Ok(f))) => match f.into_data() {
-                Ok(d) => return std::task::Poll::Ready(Some(Ok::<_, Infallible>(Frame::data(d)))),
-                Err(_) => continue,
-            },
-            std::task::Poll::Ready(_) => return std::task::Poll::Ready(None),
-            std::task::Poll::Pending => return std::task::Poll::Pending,
-        }
-    });
+    let stream = passthrough(resp.into_body());
     let mut builder = Response::builder().status(200);
     if let Some(ct) = content_type {
         builder = builder.header(http::header::CONTENT_TYPE, ct);
@@ -335,18 +325,22 @@ pub async fn proxy_http(registry: &Registry, ri: &RequestInfo, req: Request<Inco
             builder = builder.header(k, v);
         }
     }
-    let mut rbody = rbody;
-    let stream = futures::stream::poll_fn(move |cx| loop {
-        match std::pin::Pin::new(&mut rbody).poll_frame(cx) {
+    builder.body(StreamBody::new(passthrough(rbody)).map_err(|n| match n {}).boxed()).map_err(internal)
+}
+
+/// A backend's response body as a stream of data frames, passed on as they
+/// arrive (an error from the backend ends the stream).
+fn passthrough(mut body: Incoming) -> impl futures::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send + Sync + 'static {
+    futures::stream::poll_fn(move |cx| loop {
+        match std::pin::Pin::new(&mut body).poll_frame(cx) {
             std::task::Poll::Ready(Some(Ok(f))) => match f.into_data() {
-                Ok(d) => return std::task::Poll::Ready(Some(Ok::<_, Infallible>(Frame::data(d)))),
+                Ok(d) => return std::task::Poll::Ready(Some(Ok(Frame::data(d)))),
                 Err(_) => continue,
             },
             std::task::Poll::Ready(_) => return std::task::Poll::Ready(None),
             std::task::Poll::Pending => return std::task::Poll::Pending,
         }
-    });
-    builder.body(StreamBody::new(stream).map_err(|n| match n {}).boxed()).map_err(internal)
+    })
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
