@@ -211,7 +211,7 @@ impl ApiServer {
         Ok(self.render(&ri, out, &rendering))
     }
 
-    /// SelfSubjectAccessReview / SubjectAccessReview: answered, not stored
+    /// SelfSubjectAccessReview / SubjectAccessReview / SelfSubjectReview: answered, not stored
     /// (`kubectl auth can-i`).
     fn review(&self, ri: &RequestInfo, user: Option<&crate::auth::UserInfo>, content_type: &str, body: &[u8], _how: &Rendering) -> ApiResult<Response<Body>> {
         if ri.verb != Verb::Create {
@@ -227,6 +227,12 @@ impl ApiServer {
             extra: Default::default(),
         };
         let result = match ri.resource.kind {
+            // Who am I, as the authenticator saw it (`kubectl auth whoami`).
+            "SelfSubjectReview" => {
+                let u = user.unwrap_or(&admin);
+                Ok(json!({"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1", "metadata": {"creationTimestamp": null},
+                    "status": {"userInfo": {"username": u.name, "uid": u.uid, "groups": u.groups, "extra": u.extra}}}))
+            }
             "SelfSubjectAccessReview" => crate::auth::review::self_subject_access_review(&review, user.unwrap_or(&admin), &authorize),
             _ => crate::auth::review::subject_access_review(&review, &authorize),
         };

@@ -142,6 +142,9 @@ pub static RESOURCES: &[ResourceInfo] = &[
         short: NONE, categories: NONE, sub: NONE, storage: ""),
     resource!("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", "", false,
         short: NONE, categories: NONE, sub: NONE, storage: ""),
+    // authentication.k8s.io/v1: `kubectl auth whoami`, answered, never stored.
+    resource!("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "", false,
+        short: NONE, categories: NONE, sub: NONE, storage: ""),
 ];
 
 /// The API groups served, in discovery order, each with its one version.

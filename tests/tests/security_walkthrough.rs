@@ -99,6 +99,15 @@ fn seed_walkthrough_user_with_limited_rights() {
     }
     assert_eq!(s.admin(&["auth", "can-i", "delete", "namespaces"]).trim(), "yes");
 
+    // kubectl auth whoami: who the apiserver thinks jane is (from her certificate).
+    let who = ok(&["auth", "whoami", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&who).unwrap();
+    assert_eq!((v["kind"].as_str(), v["apiVersion"].as_str()), (Some("SelfSubjectReview"), Some("authentication.k8s.io/v1")), "{who}");
+    assert_eq!(v["status"]["userInfo"]["username"], "jane", "{who}");
+    assert_eq!(v["status"]["userInfo"]["groups"], serde_json::json!(["dev", "system:authenticated"]), "{who}");
+    let table = ok(&["auth", "whoami"]);
+    assert!(table.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Username", "jane"]), "{table}");
+
     // A WebSocket exec arrives as GET, but it needs `create` on pods/exec as
     // well (as kube-apiserver since 1.30): `get` alone is refused before
     // anything is proxied.
