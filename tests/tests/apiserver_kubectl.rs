@@ -427,6 +427,7 @@ fn server_side_apply_bad_requests() {
         ("/api/v1/namespaces/default/configmaps/x?fieldManager=t", apply_ct, serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}).to_string(), 400, "does not match the expected kind"),
         ("/api/v1/namespaces/default/configmaps/x?fieldManager=t", apply_ct, serde_json::json!({"metadata": {"name": "x"}}).to_string(), 400, "apiVersion and kind must be set"),
         ("/api/v1/namespaces/default/configmaps/x?fieldManager=t&force=true", Some("application/merge-patch+json"), "{}".to_string(), 422, "force: Forbidden: may not be specified for non-apply patch"),
+        ("/api/v1/namespaces/default/configmaps/x?fieldManager=t", apply_ct, serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "managedFields": [{"manager": "me"}]}}).to_string(), 422, "metadata.managedFields: Forbidden: must be nil"),
     ] {
         let r = c.http("PATCH", path, ct, body.as_bytes());
         let s = r.json();

@@ -664,6 +664,9 @@ impl Registry {
             return Err(ApiError::bad_request("apiVersion and kind must be set in an applied configuration"));
         }
         check_body_name(&applied, &name)?;
+        if !applied["metadata"]["managedFields"].is_null() {
+            return Err(ApiError::invalid(r.group, r.kind, &name, vec![FieldError::forbidden("metadata.managedFields", "must be nil")]));
+        }
         if !applied["metadata"].is_object() {
             applied["metadata"] = json!({});
         }
