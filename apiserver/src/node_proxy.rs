@@ -113,10 +113,14 @@ pub fn node_endpoint(node: &Value) -> Result<(IpAddr, u16), ApiError> {
     Ok((ip, port))
 }
 
-/// Is `ip` an address of this machine? (Binding a socket to it succeeds only
-/// then; nothing is sent.)
+/// Is `ip` this machine's, or on one of its own networks? An address of
+/// this network namespace (binding a socket to it succeeds; nothing is
+/// sent), or one `machinery::routes` finds on a local network (`rkube up`'s
+/// nodes live in namespaces of their own, on a bridge of the host's).
 pub fn is_local(ip: IpAddr) -> bool {
-    ip.is_loopback() || std::net::UdpSocket::bind((ip, 0)).is_ok()
+    ip.is_loopback()
+        || std::net::UdpSocket::bind((ip, 0)).is_ok()
+        || matches!(ip, IpAddr::V4(v4) if machinery::routes::local_route_exists(v4))
 }
 
 /// The path and query on the node agent for `ri` (see the module docs);
@@ -271,11 +275,7 @@ async fn proxy_target(registry: &Registry, ri: &RequestInfo) -> Result<(String, 
         candidates.swap_remove(rand_index(candidates.len()))
     };
     let ip: IpAddr = ip.parse().map_err(|_| unavailable(format!("invalid address {ip}")))?;
-    let local = match ip {
-        IpAddr::V4(v4) => v4.is_loopback() || machinery::routes::local_route_exists(v4),
-        IpAddr::V6(v6) => v6.is_loopback(),
-    };
-    if !local {
+    if !is_local(ip) {
         return Err(unavailable(format!("{ip} is not on a network of this machine; refusing to dial it")));
     }
     Ok((name.to_string(), std::net::SocketAddr::new(ip, port)))

@@ -181,6 +181,20 @@ fn up_two_nodes_demo_heals_spreads_and_down_cleans() {
         assert!(a.contains("frontend frontend-") && a.contains("-> backend backend-"), "NodePort on node{n}: {a}");
     }
 
+    // kubectl's ways into pods work from the host too, where the apiserver
+    // runs and the nodes' addresses are on the host's bridge: exec (on
+    // each node), and the apiserver's proxy to a pod and to a Service (the
+    // pods' ranges are routed via the nodes).
+    for (pod, node) in c.frontend_pods() {
+        let out = c.kubectl(&["exec", &pod, "--", "hostname"]);
+        assert_eq!(out.trim(), pod, "kubectl exec into {pod} on {node}");
+    }
+    let pod = c.frontend_pods()[0].0.clone();
+    let page = c.kubectl(&["get", "--raw", &format!("/api/v1/namespaces/default/pods/{pod}/proxy/cgi-bin/app")]);
+    assert!(page.contains(&format!("frontend {pod} -> backend backend-")), "pods/proxy: {page}");
+    let page = c.kubectl(&["get", "--raw", "/api/v1/namespaces/default/services/frontend:80/proxy/cgi-bin/app"]);
+    assert!(page.contains("frontend frontend-") && page.contains("-> backend backend-"), "services/proxy: {page}");
+
     // Deleting a frontend pod is healed by the ReplicaSet.
     let pods = c.frontend_pods();
     assert_eq!(pods.len(), 3, "{pods:?}");
