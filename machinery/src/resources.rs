@@ -232,7 +232,7 @@ mod tests {
         }
         assert_eq!(
             groups(),
-            vec![("apps", "v1"), ("coordination.k8s.io", "v1"), ("rbac.authorization.k8s.io", "v1"), ("authorization.k8s.io", "v1")]
+            vec![("apps", "v1"), ("coordination.k8s.io", "v1"), ("rbac.authorization.k8s.io", "v1"), ("authorization.k8s.io", "v1"), ("authentication.k8s.io", "v1")]
         );
     }
 }
