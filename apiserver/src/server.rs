@@ -87,8 +87,9 @@ impl ApiServer {
         // Writes name their field manager (managedFields); without
         // ?fieldManager= it is the User-Agent up to its first "/", as
         // kube-apiserver does. An apply must name one itself.
+        let write = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
         let is_apply = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.starts_with(crate::apply::CONTENT_TYPE));
-        if q.get("fieldManager").is_none() && !is_apply {
+        if write && !is_apply && q.get("fieldManager").is_none() {
             if let Some(ua) = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()) {
                 let prefix: String = ua.split('/').next().unwrap_or("").chars().take(128).collect();
                 if !prefix.is_empty() {
