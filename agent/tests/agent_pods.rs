@@ -438,7 +438,7 @@ fn kubectl_logs_and_exec_through_the_apiserver() {
         let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
         let spec = serde_json::json!({"containers": [{"name": "c", "image": BUSYBOX_IMAGE, "command": ["sh", "-c", "echo first; echo second; exec sleep 3600"]}]});
         pods.create(&PostParams::default(), &pod("talk", &n.name, spec)).await.unwrap();
-        wait_pod(&pods, "talk", "talk Running", Duration::from_secs(90), &mut n.agent, |p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")).await;
+        wait_running(&pods, "talk", &mut n.agent).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(n.cluster.kubectl_ok(&["logs", "talk"]), "first\nsecond\n");
         assert_eq!(n.cluster.kubectl_ok(&["logs", "talk", "--tail=1"]), "second\n");
@@ -474,6 +474,11 @@ fn kubectl_logs_and_exec_through_the_apiserver() {
         wait_pod_gone(&pods, "talk", &mut n.agent).await;
         assert_runtime_empty(&n).await;
     });
+}
+
+/// Waits (90 s at most) for pod `name` to be Running.
+async fn wait_running(pods: &Api<Pod>, name: &str, agent: &mut Agent) -> Pod {
+    wait_pod(pods, name, "Running", Duration::from_secs(90), agent, |p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")).await
 }
 
 async fn wait_pod_gone(pods: &Api<Pod>, name: &str, agent: &mut Agent) {
@@ -535,7 +540,7 @@ fn kubectl_port_forward_attach_run_and_cp() {
         let svc = serde_json::from_value(serde_json::json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": "http"}]}})).unwrap();
         services.create(&PostParams::default(), &svc).await.unwrap();
         for name in ["web", "ticker"] {
-            wait_pod(&pods, name, "Running", Duration::from_secs(90), &mut n.agent, |p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")).await;
+            wait_running(&pods, name, &mut n.agent).await;
         }
 
         // port-forward: to the pod's port, and to the Service's port 80,
@@ -677,7 +682,7 @@ fn kubectl_debug_runs_an_ephemeral_container() {
         let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
         let spec = serde_json::json!({"containers": [{"name": "app", "image": BUSYBOX_IMAGE, "command": ["sleep", "3600"]}]});
         pods.create(&PostParams::default(), &pod("target", &n.name, spec)).await.unwrap();
-        let running = wait_pod(&pods, "target", "Running", Duration::from_secs(90), &mut n.agent, |p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")).await;
+        let running = wait_running(&pods, "target", &mut n.agent).await;
         let app_id = status_of(&running, "app").and_then(|s| s.container_id.clone()).unwrap();
 
         for version in ["1.27", "1.33", "default"] {
