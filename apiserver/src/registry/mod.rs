@@ -1415,10 +1415,6 @@ fn validate_update(r: &ResourceInfo, sub: Option<&str>, new: &Value, old: &Value
                     }
                 }
                 if let Some(m) = s.as_object_mut() {
-                    // Ephemeral containers change through their own subresource only.
-                    if sub == Some("ephemeralcontainers") {
-                        m.remove("ephemeralContainers");
-                    }
                     m.remove("activeDeadlineSeconds");
                     m.remove("tolerations");
                     m.remove("terminationGracePeriodSeconds");
