@@ -1,11 +1,14 @@
 //! Generates the CRI v1 (`runtime.v1`) messages and gRPC stubs from `cri/api.proto`.
 //!
-//! prost-build needs the `protoc` binary. We take it from the
-//! `protoc-bin-vendored` crate rather than Debian's `protobuf-compiler`:
+//! prost-build needs the `protoc` binary. It comes from the
+//! `protoc-bin-vendored` crate, never from Debian's `protobuf-compiler`:
 //! cargo fetches it like any other dependency, so `cargo build` works on a
-//! fresh machine (or a developer laptop, or macOS) with no system package and
-//! no install step outside cargo. An explicit `PROTOC` environment variable
-//! still wins, for anyone who wants their own protoc.
+//! fresh machine with no system package and no install step outside cargo.
+//! Inside this workspace `.cargo/config.toml` sets `PROTOC` to
+//! `scripts/protoc`, which runs that same vendored binary — that is how
+//! etcd-client's build script, which only reads `PROTOC`, gets one too.
+//! Built from elsewhere (no config), this script points `PROTOC` at the
+//! vendored binary itself. An explicit `PROTOC` always wins.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var_os("PROTOC").is_none() {

@@ -446,7 +446,7 @@ fn kubectl_logs_and_exec_through_the_apiserver() {
         let mut follow = n.cluster.kubectl_cmd("default", &["logs", "-f", "talk"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
         let mut out = follow.stdout.take().unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
-        for version in ["1.27", "1.33", "default"] {
+        for version in e2e::kubectl_versions(&["1.27", "1.33", "default"]) {
             let exec = n.cluster.kubectl_v(version, &["exec", "talk", "--", "sh", "-c", "echo exec-$((6*7)); echo from-exec > /proc/1/fd/1"]);
             assert!(exec.status.success(), "kubectl {version} exec: {}", String::from_utf8_lossy(&exec.stderr));
             assert_eq!(String::from_utf8_lossy(&exec.stdout), "exec-42\n", "kubectl {version} exec");
@@ -546,6 +546,9 @@ fn kubectl_port_forward_attach_run_and_cp() {
         // port-forward: to the pod's port, and to the Service's port 80,
         // which kubectl maps to the pod's named port "http" (8080).
         for (version, target, remote) in [("1.27", "pod/web", 8080), ("1.33", "pod/web", 8080), ("default", "pod/web", 8080), ("default", "svc/web", 80)] {
+            if !e2e::have_kubectl(version) {
+                continue;
+            }
             let (mut child, port) = port_forward(&n.cluster, version, target, remote);
             let got = eventually("a page through port-forward", Duration::from_secs(20), &mut n.agent, || async move {
                 http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), "/").ok().filter(|r| r.contains("200 OK"))
@@ -594,7 +597,7 @@ fn kubectl_port_forward_attach_run_and_cp() {
         }
 
         // attach (no stdin): the container's output from now on.
-        for version in ["1.27", "1.33", "default"] {
+        for version in e2e::kubectl_versions(&["1.27", "1.33", "default"]) {
             let mut child = n.cluster.kubectl_cmd(version, &["attach", "ticker"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
             let mut out = child.stdout.take().unwrap();
             let seen = tokio::task::spawn_blocking(move || {
@@ -618,7 +621,7 @@ fn kubectl_port_forward_attach_run_and_cp() {
 
         // run -i --rm: a new pod whose stdin is ours; its exit code is kubectl's;
         // the pod is deleted afterwards.
-        for version in ["1.27", "1.33", "default"] {
+        for version in e2e::kubectl_versions(&["1.27", "1.33", "default"]) {
             let name = format!("runner-{}", version.replace('.', ""));
             let overrides = format!(r#"{{"apiVersion": "v1", "spec": {{"nodeName": "{}", "terminationGracePeriodSeconds": 1}}}}"#, n.name);
             let args = ["run", name.as_str(), "-i", "--rm", "--restart=Never", &format!("--image={BUSYBOX_IMAGE}"), &format!("--overrides={overrides}"), "--", "sh", "-c", "read l; echo got:$l; exit 3"];
@@ -633,7 +636,7 @@ fn kubectl_port_forward_attach_run_and_cp() {
         let dir = tempfile::tempdir().unwrap();
         let local = dir.path().join("note.txt");
         std::fs::write(&local, "copied in\n").unwrap();
-        for version in ["1.27", "default"] {
+        for version in e2e::kubectl_versions(&["1.27", "default"]) {
             let out = n.cluster.kubectl_v(version, &["cp", local.to_str().unwrap(), "web:/tmp/note.txt"]);
             assert!(out.status.success(), "kubectl {version} cp in: {}", String::from_utf8_lossy(&out.stderr));
             assert_eq!(n.cluster.kubectl_ok(&["exec", "web", "--", "cat", "/tmp/note.txt"]), "copied in\n");
@@ -685,7 +688,7 @@ fn kubectl_debug_runs_an_ephemeral_container() {
         let running = wait_running(&pods, "target", &mut n.agent).await;
         let app_id = status_of(&running, "app").and_then(|s| s.container_id.clone()).unwrap();
 
-        for version in ["1.27", "1.33", "default"] {
+        for version in e2e::kubectl_versions(&["1.27", "1.33", "default"]) {
             let name = format!("dbg-{}", version.replace('.', ""));
             let image = format!("--image={BUSYBOX_IMAGE}");
             let container = format!("--container={name}");

@@ -135,7 +135,7 @@ impl ControlPlane {
     /// kubectl (the machine's default version), optionally with stdin;
     /// must succeed. Returns stdout.
     pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let mut cmd = Command::new(e2e::kubectl_path("default"));
+        let mut cmd = Command::new(e2e::kubectl_bin("default"));
         cmd.env("KUBECONFIG", &self.kubeconfig)
             .env("HOME", self.dir.path())
             .arg(format!("--cache-dir={}", self.dir.path().join("kube-cache").display()))
