@@ -38,7 +38,7 @@ pub const KUBE_POSTROUTING: &str = "KUBE-POSTROUTING";
 pub const KUBE_MARK_MASQ: &str = "KUBE-MARK-MASQ";
 pub const KUBE_FORWARD: &str = "KUBE-FORWARD";
 /// Blocks martian traffic to 127/8 that `route_localnet` (needed for
-/// NodePorts on 127.0.0.1) would otherwise let in (issue 90259).
+/// NodePorts on 127.0.0.1) would otherwise let in (kubernetes/kubernetes#90259).
 ///
 /// Ownership, a divergence to know about: upstream this chain is kubelet's
 /// (kubelet creates it and the jumps from INPUT/OUTPUT; kube-proxy's
@@ -380,7 +380,7 @@ pub fn render(cfg: &RulesConfig, entries: &[Entry<'_>], extras: &Extras<'_>) -> 
 
     if let Some(fw) = top.filter_firewall.as_mut() {
         // route_localnet lets packets to 127.0.0.1 be routed; this closes the
-        // hole for anything that was not DNATed by us (issue 90259).
+        // hole for anything that was not DNATed by us (kubernetes/kubernetes#90259).
         emit!(
             fw,
             true,

@@ -56,8 +56,8 @@ pub struct Options {
     #[arg(long, default_value = "kube-scheduler")]
     pub leader_elect_resource_name: String,
 
-    /// Port for /healthz and /metrics. Upstream serves HTTPS here; we serve
-    /// plain HTTP until the TLS issue lands. 0 disables.
+    /// Port for /healthz and /metrics. Upstream serves HTTPS here; rkube
+    /// serves plain HTTP. 0 disables.
     #[arg(long, default_value_t = 10259)]
     pub secure_port: u16,
 

@@ -1,5 +1,5 @@
 //! The health and metrics endpoint (upstream serves it on `--secure-port`
-//! 10259 over HTTPS; plain HTTP here until the TLS issue):
+//! 10259 over HTTPS; rkube serves plain HTTP):
 //!
 //! * `/healthz`, `/livez` — `ok` while the process runs;
 //! * `/readyz` — `ok` once the informers have synced (503 before);

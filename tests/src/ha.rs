@@ -1,7 +1,8 @@
 //! High-availability harness: a 3-member etcd cluster, several apiservers
 //! on it (each on its own loopback address, its "advertise address"),
 //! HAProxy in front of them, and processes that tests can kill -9, freeze
-//! (SIGSTOP) and thaw (SIGCONT) or restart — the faults issue #9 lists.
+//! (SIGSTOP) and thaw (SIGCONT) or restart — the faults an HA control plane
+//! must survive.
 //!
 //! Everything listens on 127.0.0.0/8 only, on free ports, in temp dirs; every
 //! process dies with the test process (parent-death signal) and on drop.

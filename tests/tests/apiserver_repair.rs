@@ -1,5 +1,5 @@
-//! The ClusterIP and NodePort repair loops (issue #9: apiservers killed
-//! between allocating and writing a Service must not leak the range).
+//! The ClusterIP and NodePort repair loops (an apiserver killed between
+//! allocating and writing a Service must not leak the range).
 //!
 //! An apiserver killed mid-request is simulated exactly where it hurts:
 //! a Service's key removed from etcd behind the apiserver's back (a delete

@@ -1,4 +1,4 @@
-//! Issue #9, several apiservers on one 3-member etcd cluster:
+//! High availability: several apiservers on one 3-member etcd cluster:
 //!
 //! - master leases: the `kubernetes` Service's Endpoints list exactly the
 //!   live apiservers; a kill -9'd one is pruned once its lease expires, a

@@ -1,4 +1,4 @@
-//! Figures for docs/benchmarks.md, "High availability" (issue #9). Not run
+//! Figures for docs/benchmarks.md, "High availability". Not run
 //! by default (`#[ignore]`: it measures, it asserts nothing about time):
 //!
 //! ```sh

@@ -1,4 +1,4 @@
-//! Issue #9, etcd faults: an apiserver on a real 3-member etcd cluster.
+//! High availability, etcd faults: an apiserver on a real 3-member etcd cluster.
 //!
 //! - kill -9 of one member (the one the apiserver talks to, then the raft
 //!   leader): writes and reads go on; no request fails beyond one retry;

@@ -1,4 +1,4 @@
-//! Issue #9: leader election of the scheduler and the controller manager
+//! High availability: leader election of the scheduler and the controller manager
 //! under faults, against real processes (two of each, short leases).
 //!
 //! - kill -9 of the leaders: each standby takes over within the lease

@@ -1,4 +1,4 @@
-//! Issue #9: kill -9 of one apiserver during a 200-pod Deployment rollout.
+//! High availability: kill -9 of one apiserver during a 200-pod Deployment rollout.
 //!
 //! Three apiservers on a 3-member etcd behind HAProxy; the controller
 //! manager, the scheduler and 10 simulated nodes (`rkube-agent --runtime

@@ -187,7 +187,7 @@ async fn leader_child_process() {
     std::process::exit(3);
 }
 
-/// The acceptance test: SIGSTOP the leader for longer than the
+/// A frozen leader must not act again: SIGSTOP the leader for longer than the
 /// lease, let the standby take over, SIGCONT → the old leader notices it
 /// lost the lease before it acts again, and exits.
 #[tokio::test]

@@ -10,7 +10,7 @@
 //! - **no lost objects**: a ledger of acknowledged writes (ConfigMaps
 //!   created, updated, deleted) matches what the API holds afterwards.
 //!
-//! Faults keep the cluster survivable, as the faults are: at most
+//! Faults keep the cluster survivable, as an HA control plane promises: at most
 //! one etcd member and one apiserver out at a time. A pause can be longer
 //! than the leader lease (15 s), so a paused leader loses its lease and must
 //! stand down; components that exit (a leader that lost its lease does) are
