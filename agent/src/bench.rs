@@ -1,24 +1,53 @@
 //! The node agent's benchmarks; `rkube bench agent`
 //! (`cli/src/commands/bench_agent.rs`) starts the processes and calls these.
 //!
-//! * [`deployment_startup`] — **pod startup latency**, as upstream's SLO
-//!   defines it (sig-scalability `pod_startup_latency.md`: from pod creation
-//!   to all its containers running and observed by a watch, images already
-//!   present): a Deployment of N pods goes through the Deployment and
-//!   ReplicaSet controllers, the scheduler and a real agent on containerd.
-//!   Every time is taken by this client on receipt of a watch event, with
-//!   millisecond precision; a pod's creation time is when its ADDED event
-//!   arrives (`creationTimestamp` has one-second granularity).
+//! * [`deployment_startup`] — **pod startup latency**: a Deployment of N
+//!   pods goes through the Deployment and ReplicaSet controllers, the
+//!   scheduler and a real agent on containerd (images already present).
 //! * [`cri_floor`] — the same N pods started straight through CRI on the
 //!   same runtime, as many at a time as the agent starts, with no apiserver,
 //!   scheduler, controllers or watches: the **floor** under pod startup
 //!   latency on this machine (what the runtime itself costs), measured the
 //!   way the raw etcd write rate is measured as the scheduler's ceiling.
+//! * [`compare`] — rkube's startup against the floor, pod by pod and at
+//!   p50 / p99: rkube's share is the difference.
 //! * [`simulated_nodes`] — one `rkube-agent --runtime fake --nodes N`
 //!   process (given by pid): time until every node is registered with a
 //!   Lease, then the process's CPU (fraction of one core) and resident memory
 //!   from `/proc/<pid>` over a window while it renews the Leases, and how many
 //!   nodes are still Ready with a fresh Lease at the end.
+//!
+//! # What "startup" means, for rkube and for the floor alike
+//!
+//! Both are timed from **one common t0, when all N pods are requested at
+//! once**, to the moment **this benchmark learns that a given pod's
+//! container is running**, on **one clock**: the benchmark process's
+//! monotonic clock (`std::time::Instant`), read on receipt of each event,
+//! with microsecond precision (reported in ms).
+//!
+//! | | t0 (all N pods requested) | a pod's end |
+//! |---|---|---|
+//! | rkube ([`StartupReport::startup_ms`]) | just before the Deployment's create request is sent | the pod watch delivers the pod with condition Ready = True |
+//! | floor ([`FloorReport::started_ms`]) | just before the N pod starts are handed to their tasks | that pod's `StartContainer` call returns |
+//!
+//! Both therefore include the wait for a start slot: the floor starts at
+//! most `parallel` pods at a time, the same bound as the agent's
+//! `--max-parallel-pod-starts`. rkube's time also holds what only rkube
+//! does: the controllers creating the pods, scheduling, the agent's watch,
+//! the status update and its watch event; that difference is rkube's share.
+//! The pods run `sleep` with no probes, so Ready comes with the same status
+//! update as Running.
+//!
+//! The report also keeps upstream's pod startup SLI (sig-scalability
+//! `pod_startup_latency.md`: from *each pod's own* creation to all its
+//! containers running, observed by a watch): per pod from its ADDED event
+//! to Running and to Ready ([`StartupReport::running_ms`],
+//! [`StartupReport::ready_ms`]; `creationTimestamp` has one-second
+//! granularity, so the ADDED event stands in for it). That excludes the
+//! time before the pod object exists, which the floor has no equivalent
+//! of, so it is not the figure compared with the floor.
+//!
+//! Percentiles are nearest rank ([`machinery::stats`]).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -32,6 +61,8 @@ use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
 use kube::api::{ListParams, PostParams, WatchEvent, WatchParams};
 use kube::{Api, Client};
 use serde::Serialize;
+
+use machinery::stats::percentile;
 
 use crate::node::LEASE_NAMESPACE;
 
@@ -84,13 +115,14 @@ pub fn machine_busy() -> Duration {
     Duration::from_millis(busy * 10)
 }
 
-/// `p`-th percentile (nearest rank on a sorted slice).
-pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
+/// Nearest-rank percentile of ms samples (0 for none).
+fn pct(samples: &[f64], p: f64) -> f64 {
+    percentile(samples, p).unwrap_or(0.0)
+}
+
+/// Rounded to µs (ms with three decimals).
+fn round_ms(v: f64) -> f64 {
+    (v * 1e3).round() / 1e3
 }
 
 fn ms(d: Duration) -> f64 {
@@ -101,7 +133,8 @@ fn condition_true(conditions: Option<&Vec<k8s_openapi::api::core::v1::PodConditi
     conditions.is_some_and(|cs| cs.iter().any(|c| c.type_ == ty && c.status == "True"))
 }
 
-/// What the watching client saw of one pod, relative to the Deployment's create request.
+/// What the watching client saw of one pod, relative to t0 (just before
+/// the Deployment's create request was sent).
 #[derive(Clone, Debug, Serialize)]
 pub struct PodTimes {
     pub name: String,
@@ -120,58 +153,128 @@ pub struct StartupReport {
     pub deployment_created_at: String,
     /// Deployment create request → the last pod Ready.
     pub all_ready_ms: f64,
-    /// Per pod, creation → Running, sorted (ms).
+    /// Per pod, t0 (all pods requested: the Deployment's create request) →
+    /// Ready seen by the watch, sorted (ms): the figure compared with the
+    /// floor (see the module docs).
+    pub startup_ms: Vec<f64>,
+    /// Per pod, its own creation (ADDED) → Running, sorted (ms): upstream's SLI.
     pub running_ms: Vec<f64>,
-    /// Per pod, creation → Ready, sorted (ms).
+    /// Per pod, its own creation (ADDED) → Ready, sorted (ms).
     pub ready_ms: Vec<f64>,
     pub per_pod: Vec<PodTimes>,
 }
 
 impl StartupReport {
-    pub fn ready_percentile_ms(&self, p: f64) -> f64 {
-        let d: Vec<Duration> = self.ready_ms.iter().map(|m| Duration::from_secs_f64(m / 1e3)).collect();
-        ms(percentile(&d, p))
+    /// Percentile of [`Self::startup_ms`] (t0 → Ready).
+    pub fn startup_percentile_ms(&self, p: f64) -> f64 {
+        pct(&self.startup_ms, p)
     }
+    /// Percentile of [`Self::ready_ms`] (own creation → Ready).
+    pub fn ready_percentile_ms(&self, p: f64) -> f64 {
+        pct(&self.ready_ms, p)
+    }
+    /// Percentile of [`Self::running_ms`] (own creation → Running).
     pub fn running_percentile_ms(&self, p: f64) -> f64 {
-        let d: Vec<Duration> = self.running_ms.iter().map(|m| Duration::from_secs_f64(m / 1e3)).collect();
-        ms(percentile(&d, p))
+        pct(&self.running_ms, p)
     }
 }
 
-/// Bare CRI pod starts: per pod, from the moment all were submitted to its
-/// StartContainer returning (ms, sorted).
+/// One pod of the floor, relative to t0 (all pods requested).
+#[derive(Clone, Debug, Serialize)]
+pub struct FloorPod {
+    pub name: String,
+    /// It got a start slot (its first CRI call follows).
+    pub admitted_ms: f64,
+    /// Its `StartContainer` returned.
+    pub started_ms: f64,
+}
+
+/// Bare CRI pod starts: per pod, from t0 (all requested at once) to its
+/// StartContainer returning (ms).
 #[derive(Clone, Debug, Serialize)]
 pub struct FloorReport {
     pub pods: usize,
+    /// Pods started at once (0: no bound), as the agent's `--max-parallel-pod-starts`.
     pub parallel: usize,
+    /// Per pod, t0 → started, sorted.
     pub started_ms: Vec<f64>,
     pub all_started_ms: f64,
+    /// In the order requested.
+    pub per_pod: Vec<FloorPod>,
 }
 
 impl FloorReport {
+    /// Percentile of [`Self::started_ms`].
     pub fn percentile_ms(&self, p: f64) -> f64 {
-        let d: Vec<Duration> = self.started_ms.iter().map(|m| Duration::from_secs_f64(m / 1e3)).collect();
-        ms(percentile(&d, p))
+        pct(&self.started_ms, p)
+    }
+}
+
+/// rkube's pod startup against the floor, both as the module docs define
+/// them (t0 = all pods requested; same clock).
+#[derive(Clone, Debug, Serialize)]
+pub struct StartupComparison {
+    /// What both lists measure, for the reader of the JSON.
+    pub definition: &'static str,
+    pub pods: usize,
+    /// Per pod, sorted: rkube (t0 → Ready seen by the watch) and the floor
+    /// (t0 → StartContainer returned).
+    pub rkube_ms: Vec<f64>,
+    pub floor_ms: Vec<f64>,
+    pub rkube_p50_ms: f64,
+    pub rkube_p99_ms: f64,
+    pub floor_p50_ms: f64,
+    pub floor_p99_ms: f64,
+    /// rkube's share: rkube − floor at the same percentile.
+    pub share_p50_ms: f64,
+    pub share_p99_ms: f64,
+}
+
+/// [`StartupComparison::definition`], in words.
+pub const STARTUP_DEFINITION: &str = "per pod, from t0 = all pods requested at once (rkube: the Deployment's create request; floor: the pod starts handed to their tasks) to that pod's container running as this benchmark learns it (rkube: watch event with Ready=True; floor: StartContainer returned), on the benchmark's monotonic clock; at most max_parallel_pod_starts pods starting at a time in both";
+
+/// Lines up the two reports (see [`StartupComparison`]).
+pub fn compare(rkube: &StartupReport, floor: &FloorReport) -> StartupComparison {
+    let (r50, r99, f50, f99) = (rkube.startup_percentile_ms(50.0), rkube.startup_percentile_ms(99.0), floor.percentile_ms(50.0), floor.percentile_ms(99.0));
+    StartupComparison {
+        definition: STARTUP_DEFINITION,
+        pods: rkube.pods,
+        rkube_ms: rkube.startup_ms.clone(),
+        floor_ms: floor.started_ms.clone(),
+        rkube_p50_ms: r50,
+        rkube_p99_ms: r99,
+        floor_p50_ms: f50,
+        floor_p99_ms: f99,
+        share_p50_ms: round_ms(r50 - f50),
+        share_p99_ms: round_ms(r99 - f99),
     }
 }
 
 /// Starts `pods` pods of one container (`image`, `sleep 3600`) through CRI
 /// as the agent's pod worker does (ImageStatus, RunPodSandbox,
 /// PodSandboxStatus for the IP, CreateContainer, StartContainer), at most
-/// `parallel` at a time (0: all at once), then removes them.
+/// `parallel` at a time (0: all at once), then removes them. Every pod is
+/// requested at t0; its time is t0 → its StartContainer returned (see the
+/// module docs).
 pub async fn cri_floor(cri: crate::runtime::cri::CriClient, image: &str, pods: usize, parallel: usize, log_root: &std::path::Path) -> Result<FloorReport> {
     use proto::runtime::v1 as c;
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(if parallel == 0 { pods.max(1) } else { parallel }));
-    let t0 = Instant::now();
-    let mut tasks = Vec::new();
+    // The pods' specs are built before t0: only the starts are timed.
+    let mut specs = Vec::new();
     for i in 0..pods {
         let pod: Pod = serde_json::from_value(serde_json::json!({
             "metadata": {"name": format!("cri-floor-{i}"), "namespace": "default", "uid": format!("cri-floor-{i}-{}", std::process::id())},
             "spec": {"containers": [{"name": "c", "image": image, "command": ["sleep", "3600"]}]}
         }))?;
+        specs.push(pod);
+    }
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for pod in specs {
         let (mut cri, slots, image, log_root) = (cri.clone(), slots.clone(), image.to_string(), log_root.to_path_buf());
         tasks.push(tokio::spawn(async move {
             let _slot = slots.acquire_owned().await?;
+            let admitted = t0.elapsed();
             let sandbox = crate::pods::config::sandbox_config(&pod, 0, &log_root);
             cri.image_present(&image).await?;
             let id = cri.runtime.run_pod_sandbox(c::RunPodSandboxRequest { config: Some(sandbox.clone()), runtime_handler: String::new() }).await.context("RunPodSandbox")?.into_inner().pod_sandbox_id;
@@ -187,15 +290,19 @@ pub async fn cri_floor(cri: crate::runtime::cri::CriClient, image: &str, pods: u
                 .into_inner()
                 .container_id;
             cri.runtime.start_container(c::StartContainerRequest { container_id: ctr }).await.context("StartContainer")?;
-            Ok::<_, anyhow::Error>((t0.elapsed(), id))
+            let started = t0.elapsed();
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            Ok::<_, anyhow::Error>((FloorPod { name, admitted_ms: ms(admitted), started_ms: ms(started) }, started, id))
         }));
     }
     let mut times = Vec::new();
+    let mut per_pod = Vec::new();
     let mut ids = Vec::new();
     let mut first_error = None;
     for t in tasks {
         match t.await.context("floor task")? {
-            Ok((d, id)) => {
+            Ok((p, d, id)) => {
+                per_pod.push(p);
                 times.push(d);
                 ids.push(id);
             }
@@ -214,12 +321,13 @@ pub async fn cri_floor(cri: crate::runtime::cri::CriClient, image: &str, pods: u
         return Err(e);
     }
     times.sort();
-    Ok(FloorReport { pods, parallel, started_ms: times.into_iter().map(ms).collect(), all_started_ms: ms(all) })
+    Ok(FloorReport { pods, parallel, started_ms: times.into_iter().map(ms).collect(), all_started_ms: ms(all), per_pod })
 }
 
 /// Creates Deployment `name` in `default` with `replicas` busybox pods
-/// (`image` must be present on the nodes) and times every pod from its
-/// creation to Running and to Ready, as a client watching the pods sees it.
+/// (`image` must be present on the nodes) and times every pod, as a client
+/// watching the pods sees it: from t0 (just before the create request) to
+/// Ready, and from its own creation (ADDED) to Running and to Ready.
 /// Leaves the Deployment in place (the caller tears the cluster down).
 pub async fn deployment_startup(client: Client, name: &str, image: &str, replicas: usize, timeout: Duration) -> Result<StartupReport> {
     let ns = "default";
@@ -310,8 +418,10 @@ pub async fn deployment_startup(client: Client, name: &str, image: &str, replica
     };
     let running_ms = sorted(&|t| t.running_ms);
     let ready_ms = sorted(&|t| t.ready_ms);
+    let mut startup_ms: Vec<f64> = per_pod.iter().filter_map(|t| t.ready_ms).collect();
+    startup_ms.sort_by(f64::total_cmp);
     let deployment_created_at = created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    Ok(StartupReport { pods: per_pod.len(), deployment_created_at, all_ready_ms, running_ms, ready_ms, per_pod })
+    Ok(StartupReport { pods: per_pod.len(), deployment_created_at, all_ready_ms, startup_ms, running_ms, ready_ms, per_pod })
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -412,12 +522,37 @@ pub async fn simulated_nodes(client: Client, pid: u32, started: Instant, prefix:
 mod tests {
     use super::*;
 
+    fn startup(startup_ms: Vec<f64>) -> StartupReport {
+        StartupReport {
+            pods: startup_ms.len(),
+            deployment_created_at: String::new(),
+            all_ready_ms: startup_ms.iter().copied().fold(0.0, f64::max),
+            running_ms: startup_ms.clone(),
+            ready_ms: startup_ms.clone(),
+            startup_ms,
+            per_pod: Vec::new(),
+        }
+    }
+
     #[test]
-    fn percentiles() {
-        let d: Vec<Duration> = (1..=5).map(Duration::from_secs).collect();
-        assert_eq!(percentile(&d, 50.0), Duration::from_secs(3));
-        assert_eq!(percentile(&d, 99.0), Duration::from_secs(5));
-        assert_eq!(percentile(&[], 50.0), Duration::ZERO);
+    fn percentiles_are_nearest_rank() {
+        // machinery's definition: rank ceil(n·p/100); 4 samples → p50 is the 2nd.
+        let r = startup(vec![100.0, 200.0, 300.0, 400.0]);
+        assert_eq!((r.startup_percentile_ms(50.0), r.startup_percentile_ms(99.0)), (200.0, 400.0));
+        assert_eq!(startup(vec![]).startup_percentile_ms(50.0), 0.0);
+    }
+
+    #[test]
+    fn share_is_rkube_minus_floor_at_each_percentile() {
+        let r = startup(vec![500.0, 900.0, 1300.0, 2000.0]);
+        let f = FloorReport { pods: 4, parallel: 2, started_ms: vec![300.0, 450.0, 800.0, 1100.0], all_started_ms: 1100.0, per_pod: Vec::new() };
+        let c = compare(&r, &f);
+        assert_eq!((c.rkube_p50_ms, c.floor_p50_ms, c.share_p50_ms), (900.0, 450.0, 450.0));
+        assert_eq!((c.rkube_p99_ms, c.floor_p99_ms, c.share_p99_ms), (2000.0, 1100.0, 900.0));
+        assert_eq!((c.rkube_ms.len(), c.floor_ms.len(), c.pods), (4, 4, 4));
+        // rkube faster than the floor (noise) shows as a negative share, not clamped.
+        let fast = startup(vec![100.0, 200.0, 300.0, 400.0]);
+        assert_eq!(compare(&fast, &f).share_p50_ms, -250.0);
     }
 
     #[test]

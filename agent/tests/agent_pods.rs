@@ -688,8 +688,10 @@ fn kubectl_debug_runs_an_ephemeral_container() {
         let running = wait_running(&pods, "target", &mut n.agent).await;
         let app_id = status_of(&running, "app").and_then(|s| s.container_id.clone()).unwrap();
 
-        for version in e2e::kubectl_versions(&["1.27", "1.33", "default"]) {
-            let name = format!("dbg-{}", version.replace('.', ""));
+        let versions = e2e::kubectl_versions(&["1.27", "1.33", "default"]);
+        let debugger = |version: &str| format!("dbg-{}", version.replace('.', ""));
+        for &version in &versions {
+            let name = debugger(version);
             let image = format!("--image={BUSYBOX_IMAGE}");
             let container = format!("--container={name}");
             let args = ["debug", "target", "-i", &image, "--target=app", &container, "--", "sh", "-c", "read l; echo dbg:$l; ps -o args"];
@@ -745,18 +747,19 @@ fn kubectl_debug_runs_an_ephemeral_container() {
         changed["spec"]["ephemeralContainers"][0]["image"] = serde_json::json!("other:1");
         let mut ports = current.clone();
         ports["spec"]["ephemeralContainers"].as_array_mut().unwrap().push(serde_json::json!({"name": "p", "image": BUSYBOX_IMAGE, "ports": [{"containerPort": 80}]}));
+        let first = debugger(versions[0]);
         for (body, message) in [
-            (removed, "Forbidden: existing ephemeral containers \"dbg-127\" may not be removed"),
-            (changed, "Forbidden: existing ephemeral containers \"dbg-127\" may not be changed"),
-            (ports, "spec.ephemeralContainers[3].ports: Forbidden: cannot be set for an Ephemeral Container"),
+            (removed, format!("Forbidden: existing ephemeral containers \"{first}\" may not be removed")),
+            (changed, format!("Forbidden: existing ephemeral containers \"{first}\" may not be changed")),
+            (ports, format!("spec.ephemeralContainers[{}].ports: Forbidden: cannot be set for an Ephemeral Container", versions.len())),
         ] {
             match eph(body).await {
-                Err(kube::Error::Api(s)) => assert!(s.code == 422 && s.message.contains(message), "{s:?}"),
+                Err(kube::Error::Api(s)) => assert!(s.code == 422 && s.message.contains(&message), "{s:?}"),
                 other => panic!("expected 422 ({message}), got {other:?}"),
             }
         }
         current["spec"]["ephemeralContainers"] = serde_json::json!(list);
-        assert_eq!(pods.get("target").await.unwrap().spec.unwrap().ephemeral_containers.unwrap().len(), 3);
+        assert_eq!(pods.get("target").await.unwrap().spec.unwrap().ephemeral_containers.unwrap().len(), versions.len());
 
         pods.delete("target", &DeleteParams::default()).await.unwrap();
         wait_pod_gone(&pods, "target", &mut n.agent).await;

@@ -1,6 +1,7 @@
 //! The `rkube` command: the single-box launcher and the benchmarks. One
 //! short module per subcommand under `commands/`, as youki lays its CLI out.
 
+pub mod bench_env;
 pub mod cluster;
 pub mod commands;
 pub mod procs;

@@ -9,6 +9,8 @@
 //! - [`quota`]: what objects count against a ResourceQuota.
 //! - [`routes`]: is an address on one of this machine's own networks (the
 //!   guard before dialing a pod address; reads the route table in `/proc`).
+//! - [`stats`]: the one percentile definition (nearest rank) and the
+//!   median/min/max summary every benchmark reports.
 //!
 //! Then, behind the `client` feature (on by default), the IO half that
 //! components use to talk to the apiserver — never to etcd:
@@ -25,6 +27,7 @@ pub mod duration;
 pub mod names;
 pub mod quota;
 pub mod routes;
+pub mod stats;
 
 #[cfg(feature = "client")]
 pub mod client;

@@ -1,11 +1,16 @@
 //! `rkube bench apiserver`: the apiserver against a real etcd, measured in
 //! one run so the figures can be compared:
-//! 1. raw etcd puts/s of pod-sized JSON values, N concurrent clients — the ceiling
-//!    (on a twin etcd started the same way, see `procs::CeilingEtcd`);
-//! 2. apiserver pod creates/s with the same N (each create is one etcd transaction);
+//! 1. the raw etcd ceiling, N concurrent clients, values of exactly a stored
+//!    pod's bytes, each on a twin etcd started the same way (see
+//!    `procs::CeilingEtcd`): the **create-if-absent transaction** every pod
+//!    create is (the primary ceiling), and plain puts (for reference);
+//! 2. apiserver pod creates/s with the same N, and their ratio to each ceiling;
 //! 3. LIST latency of all pods (served from the watch cache);
 //! 4. apiserver resident memory while holding them;
-//! 5. watch fan-out: event delivery latency to many watchers (p50/p99).
+//! 5. watch fan-out: event delivery latency to many watchers.
+//!
+//! With `--json PATH` it writes the `rkube bench` JSON shape
+//! ([`BenchJson`]): the environment, the headline figures, the details.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,6 +25,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 
+use rkube_scheduler::perf::{percentile_figures, Figure, Stats};
+
+use super::bench_scheduler::BenchJson;
+use super::bench_scheduler_e2e::{etcd_ceiling, CeilingOp};
+use crate::bench_env::Environment;
 use crate::procs;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -59,12 +69,10 @@ fn pod(ns: &str, name: &str) -> Value {
     })
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
+/// A percentile for the terminal: its value, or `–` when there are too
+/// few samples for it (see `Stats::of`).
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".into(), |v| format!("{v:.1} ms"))
 }
 
 async fn request(client: &HttpClient, method: &str, url: &str, body: Option<Vec<u8>>) -> anyhow::Result<(u16, Bytes)> {
@@ -80,6 +88,7 @@ async fn request(client: &HttpClient, method: &str, url: &str, body: Option<Vec<
 }
 
 pub async fn run(o: Options) -> anyhow::Result<()> {
+    let env = Environment::capture();
     let dir = tempfile::Builder::new().prefix("rkube-bench-").tempdir()?;
     let (_etcd, etcd_url) = match &o.etcd {
         Some(u) => (None, u.clone()),
@@ -106,9 +115,10 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     let value_size = serde_json::to_vec(&pod("bench", "bench-00000"))?.len();
     println!("rkube bench apiserver: {} pods, {} concurrent clients, {} watchers (etcd {etcd_url})", o.pods, o.concurrency, o.watchers);
 
-    // 1. Raw etcd puts of pod-sized values, same concurrency.
-    // The raw value is exactly what the apiserver stores for one pod (read
-    // back from etcd after one create), so both phases write the same bytes.
+    // 1. The raw etcd ceiling, same concurrency, each on its own twin etcd
+    // (see `procs::CeilingEtcd` for why not on the measured one). The value
+    // is exactly what the apiserver stores for one pod (read back from etcd
+    // after one create), so the ceiling and the creates write the same bytes.
     let (s, b) = request(&client, "POST", &format!("{base}/api/v1/namespaces/bench/pods"), Some(serde_json::to_vec(&pod("bench", "sample"))?)).await?;
     if s != 201 {
         bail!("sample create: {s} {}", String::from_utf8_lossy(&b));
@@ -116,35 +126,22 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     let mut probe = etcd_client::Client::connect([etcd_url.as_str()], None).await?;
     let raw_value = probe.get("/registry/pods/bench/sample", None).await?.kvs().first().context("sample pod not in etcd")?.value().to_vec();
     request(&client, "DELETE", &format!("{base}/api/v1/namespaces/bench/pods/sample"), None).await?;
-    // On a twin etcd: see `procs::CeilingEtcd` for why not on this one.
-    let ceiling = procs::CeilingEtcd::new(dir.path(), o.etcd.as_deref())?;
-    let etcd = etcd_client::Client::connect([ceiling.url.as_str()], None).await?;
-    let started = Instant::now();
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..o.concurrency {
-        let mut etcd = etcd.clone();
-        let next = next.clone();
-        let value = raw_value.clone();
-        let total = o.pods;
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= total {
-                    return Ok::<_, anyhow::Error>(());
-                }
-                etcd.put(format!("/bench-raw/pods/bench/bench-{i:05}"), value.clone(), None).await?;
-            }
-        }));
+    let mut ceilings = Vec::new();
+    for op in [CeilingOp::CreateTxn, CeilingOp::Put] {
+        let twin = procs::CeilingEtcd::new(&dir.path().join(format!("ceiling-{}", ceilings.len())), o.etcd.as_deref())?;
+        let run = etcd_ceiling(&twin, op, o.pods, &raw_value, o.concurrency).await?;
+        println!(
+            "  raw etcd {:<21} {:>9.0} /s  ({} values of {} bytes in {:.2}s, {} clients)",
+            format!("{}:", run.operation),
+            run.per_second,
+            run.operations,
+            run.value_bytes,
+            run.seconds,
+            run.in_flight
+        );
+        ceilings.push(run);
     }
-    for t in tasks {
-        t.await??;
-    }
-    let raw_secs = started.elapsed().as_secs_f64();
-    let raw_rate = o.pods as f64 / raw_secs;
-    ceiling.clear("/bench-raw/").await?;
-    drop(ceiling);
-    println!("  raw etcd puts:       {raw_rate:>9.0} /s  ({} values of {} bytes in {raw_secs:.2}s)", o.pods, raw_value.len());
+    let (txn_rate, put_rate) = (ceilings[0].per_second, ceilings[1].per_second);
 
     // 2. Pod creates through the apiserver, same concurrency.
     let started = Instant::now();
@@ -178,13 +175,13 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     }
     let create_secs = started.elapsed().as_secs_f64();
     let create_rate = o.pods as f64 / create_secs;
-    let mut cl = lat.lock().unwrap().clone();
-    cl.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let create_lat = Stats::of(&lat.lock().unwrap());
     println!(
-        "  apiserver creates:   {create_rate:>9.0} /s  ({:.2}× raw etcd; latency p50 {:.1} ms, p99 {:.1} ms; request {} bytes)",
-        create_rate / raw_rate,
-        percentile(&cl, 50.0),
-        percentile(&cl, 99.0),
+        "  apiserver creates:            {create_rate:>9.0} /s  ({:.2}× the create-txn ceiling, {:.2}× the put one; latency p50 {}, p99 {}; request {} bytes)",
+        create_rate / txn_rate,
+        create_rate / put_rate,
+        ms(create_lat.p50),
+        ms(create_lat.p99),
         value_size
     );
 
@@ -208,18 +205,18 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         .as_array()
         .map(|a| a.len())
         .unwrap_or(0);
-    list_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    list_rv0_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let (list, list_rv0) = (Stats::of(&list_ms), Stats::of(&list_rv0_ms));
     println!(
-        "  LIST {items} pods:     p50 {:>6.1} ms consistent, {:.1} ms at rv=0  ({:.1} MiB)",
-        percentile(&list_ms, 50.0),
-        percentile(&list_rv0_ms, 50.0),
+        "  LIST {items} pods:  median of {}: {} consistent, {} at rv=0  ({:.1} MiB)",
+        list.n,
+        ms(list.p50),
+        ms(list_rv0.p50),
         list_bytes as f64 / 1048576.0
     );
 
     // 4. Resident memory while holding them.
     let rss_mib = api.rss_kib().unwrap_or(0) as f64 / 1024.0;
-    println!("  apiserver RSS:       {rss_mib:>9.0} MiB holding {items} pods");
+    println!("  apiserver RSS:                {rss_mib:>9.0} MiB holding {items} pods");
 
     // 5. Watch fan-out.
     let (_, b) = request(&client, "GET", &format!("{base}/api/v1/namespaces/bench-watch/pods"), None).await?;
@@ -277,26 +274,66 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     for w in watchers {
         let _ = tokio::time::timeout(Duration::from_secs(60), w).await;
     }
-    let mut d = delays.lock().unwrap().clone();
-    d.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let watch_lat = Stats::of(&delays.lock().unwrap());
     println!(
-        "  watch fan-out:       p50 {:>6.1} ms, p99 {:.1} ms  ({} events × {} watchers, {} deliveries)",
-        percentile(&d, 50.0),
-        percentile(&d, 99.0),
+        "  watch fan-out:                p50 {}, p99 {}  ({} events × {} watchers, {} deliveries)",
+        ms(watch_lat.p50),
+        ms(watch_lat.p99),
         o.watch_events,
         o.watchers,
-        d.len()
+        watch_lat.n
     );
-    let report = json!({
+
+    let clients = o.concurrency;
+    let mut figures = vec![
+        Figure::higher("apiserver.creates_per_s", format!("apiserver pod creates/s, {clients} clients"), "creates/s", create_rate),
+        Figure::higher(
+            "apiserver.etcd_create_txn_per_s",
+            format!("raw etcd create-if-absent txn/s (the apiserver's create), {} B values, {clients} clients, twin etcd", raw_value.len()),
+            "txn/s",
+            txn_rate,
+        ),
+        Figure::higher(
+            "apiserver.etcd_put_per_s",
+            format!("raw etcd plain puts/s, {} B values, {clients} clients, twin etcd", raw_value.len()),
+            "puts/s",
+            put_rate,
+        ),
+        Figure::higher("apiserver.ratio_creates_to_txn", "apiserver creates/s ÷ raw etcd create txn/s (primary ratio)", "ratio", create_rate / txn_rate),
+        Figure::higher("apiserver.ratio_creates_to_put", "apiserver creates/s ÷ raw etcd plain puts/s", "ratio", create_rate / put_rate),
+    ];
+    percentile_figures(&mut figures, "apiserver.create_latency_{p}_ms", "apiserver pod create latency", "ms", &create_lat);
+    if let Some(v) = list.p50 {
+        figures.push(Figure::lower("apiserver.list_ms", format!("LIST of {items} pods, consistent, median of {}", list.n), "ms", v));
+    }
+    if let Some(v) = list_rv0.p50 {
+        figures.push(Figure::lower("apiserver.list_rv0_ms", format!("LIST of {items} pods at resourceVersion=0, median of {}", list_rv0.n), "ms", v));
+    }
+    if rss_mib > 0.0 {
+        figures.push(Figure::lower("apiserver.rss_mib", format!("apiserver resident memory holding {items} pods"), "MiB", rss_mib));
+    }
+    percentile_figures(
+        &mut figures,
+        "apiserver.watch_fanout_{p}_ms",
+        &format!("watch delivery latency, {} watchers", o.watchers),
+        "ms",
+        &watch_lat,
+    );
+    figures.retain(|f| f.value.is_finite());
+
+    let details = json!({
         "pods": o.pods, "concurrency": o.concurrency, "watchers": o.watchers, "watch_events": o.watch_events,
-        "raw_etcd_puts_per_sec": raw_rate, "creates_per_sec": create_rate, "creates_over_raw": create_rate / raw_rate,
-        "create_latency_ms": {"p50": percentile(&cl, 50.0), "p99": percentile(&cl, 99.0)},
-        "list_pods": items, "list_ms_p50": percentile(&list_ms, 50.0), "list_rv0_ms_p50": percentile(&list_rv0_ms, 50.0),
+        "etcd_ceiling": {"create_txn": &ceilings[0], "put": &ceilings[1]},
+        "raw_etcd_create_txn_per_sec": txn_rate, "raw_etcd_puts_per_sec": put_rate,
+        "creates_per_sec": create_rate, "creates_over_txn": create_rate / txn_rate, "creates_over_put": create_rate / put_rate,
+        "create_latency_ms": create_lat,
+        "list_pods": items, "list_ms": list, "list_rv0_ms": list_rv0,
+        "list_ms_p50": list.p50, "list_rv0_ms_p50": list_rv0.p50,
         "list_bytes": list_bytes, "apiserver_rss_mib": rss_mib,
-        "watch_latency_ms": {"p50": percentile(&d, 50.0), "p99": percentile(&d, 99.0)}, "watch_deliveries": d.len(),
+        "watch_latency_ms": watch_lat, "watch_deliveries": watch_lat.n,
     });
     if let Some(p) = &o.json {
-        std::fs::write(p, serde_json::to_vec_pretty(&report)?)?;
+        BenchJson { bench: "apiserver", environment: &env, figures: &figures, details }.write(p)?;
         println!("  figures written to {}", p.display());
     }
     drop(api);

@@ -11,14 +11,21 @@
 //! * a pod **counts when its binding is stored**: we watch etcd itself (the
 //!   pods prefix) and take the first revision in which the pod has a
 //!   `spec.nodeName` — no apiserver watch latency in between;
-//! * **throughput**: bound pods per 1 s window from the first create of the
-//!   measured pods to the last binding; average and percentiles;
+//! * **throughput**: bound pods from the first create of the measured pods
+//!   to the last binding, over that time (the average); and per full 1 s
+//!   window, whose percentiles the report gives only when there are enough
+//!   windows (see `rkube_scheduler::perf::report`);
 //! * **latency**: created (the create request is sent) → binding stored;
-//! * **the etcd ceiling**, in the same run, before the pods: one small
-//!   transaction per pod (create-if-absent, as the apiserver's create is),
-//!   with the same number of requests in flight. Every pod costs at least
-//!   two such writes end to end (its create and its binding), which is why
-//!   the ratio end-to-end / raw is the figure of merit.
+//! * **the etcd ceiling**, in the same run, before the pods, on a twin etcd
+//!   ([`procs::CeilingEtcd`]): one 1 KiB create-if-absent transaction per
+//!   pod ([`CeilingOp::CreateTxn`], the transaction the apiserver's create
+//!   is), with the same number of requests in flight. Every pod costs at
+//!   least two such writes end to end (its create and its binding), which
+//!   is why the ratio end-to-end / ceiling is the figure of merit;
+//!   [`etcd_ceiling`] is the one ceiling helper, `rkube bench apiserver`
+//!   uses it too;
+//! * **CPU per pod** of every process in the pipeline (etcd, apiserver,
+//!   scheduler, this runner), from `/proc` over the measured phase.
 //!
 //! Nothing is timed with sleeps: the run waits on the etcd watch. The only
 //! timer is the idle timeout that ends a phase when pods stay unbound
@@ -110,35 +117,105 @@ fn check_alive(p: &mut Proc, log: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The measured ceiling: `n` create-if-absent transactions of `value_bytes`,
-/// `in_flight` at a time, under a scratch prefix cleared afterwards.
-pub async fn raw_etcd_txn_rate(etcd: &procs::CeilingEtcd, n: usize, value_bytes: usize, in_flight: usize) -> anyhow::Result<f64> {
+/// The etcd operation a ceiling run repeats, each on a fresh key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CeilingOp {
+    /// Exactly the transaction the apiserver's create is
+    /// (`apiserver/src/storage/etcd.rs`, `create`): if the key's mod
+    /// revision is 0 (absent) then put the value, else get the key. Every
+    /// pod create costs one; a binding is the same transaction with the
+    /// object's current revision.
+    CreateTxn,
+    /// A plain put: no compare, no transaction.
+    Put,
+}
+
+impl CeilingOp {
+    /// How reports name it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            CeilingOp::CreateTxn => "create-if-absent txn",
+            CeilingOp::Put => "plain put",
+        }
+    }
+
+    fn slug(self) -> &'static str {
+        match self {
+            CeilingOp::CreateTxn => "txn",
+            CeilingOp::Put => "put",
+        }
+    }
+}
+
+/// One ceiling run: `operations` of `op` on fresh keys, `in_flight` at a time.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CeilingRun {
+    pub operation: &'static str,
+    pub operations: usize,
+    pub value_bytes: usize,
+    pub in_flight: usize,
+    pub seconds: f64,
+    pub per_second: f64,
+}
+
+/// The one measured etcd ceiling both benchmarks use: `n` operations `op`
+/// of `value`, each on a fresh key under a scratch prefix, by `in_flight`
+/// concurrent clients (tasks that each send their next request when the
+/// last returns, as the benchmarks' own clients do), cleared afterwards.
+/// Fails unless every operation succeeded (a create txn on a fresh key
+/// always does).
+pub async fn etcd_ceiling(etcd: &procs::CeilingEtcd, op: CeilingOp, n: usize, value: &[u8], in_flight: usize) -> anyhow::Result<CeilingRun> {
     let client = etcd_client::Client::connect([etcd.url.as_str()], None).await?;
-    let value = vec![b'x'; value_bytes];
-    let prefix = format!("/rkube-bench-raw/{}/", std::process::id());
+    let prefix = format!("/rkube-bench-ceiling/{}/{}/", std::process::id(), op.slug());
+    let value = Arc::new(value.to_vec());
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let start = Instant::now();
-    let results: Vec<Result<bool, etcd_client::Error>> = futures::stream::iter(0..n)
-        .map(|i| {
-            let mut kv = client.kv_client();
-            let key = format!("{prefix}{i:08}");
-            let value = value.clone();
-            async move {
-                let txn = Txn::new()
-                    .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-                    .and_then([TxnOp::put(key, value, None)]);
-                kv.txn(txn).await.map(|r| r.succeeded())
+    let mut tasks = Vec::new();
+    for _ in 0..in_flight.max(1) {
+        let mut kv = client.kv_client();
+        let (next, value, prefix) = (next.clone(), value.clone(), prefix.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut failed = 0usize;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<_, etcd_client::Error>(failed);
+                }
+                let key = format!("{prefix}{i:08}");
+                match op {
+                    CeilingOp::CreateTxn => {
+                        let txn = Txn::new()
+                            .when([Compare::mod_revision(key.clone(), CompareOp::Equal, 0)])
+                            .and_then([TxnOp::put(key.clone(), value.as_slice(), None)])
+                            .or_else([TxnOp::get(key, None)]);
+                        if !kv.txn(txn).await?.succeeded() {
+                            failed += 1;
+                        }
+                    }
+                    CeilingOp::Put => {
+                        kv.put(key, value.as_slice(), None).await?;
+                    }
+                }
             }
-        })
-        .buffer_unordered(in_flight.max(1))
-        .collect()
-        .await;
-    let elapsed = start.elapsed().as_secs_f64();
-    let ok = results.iter().filter(|r| matches!(r, Ok(true))).count();
-    if ok != n {
-        bail!("raw etcd run: {ok} of {n} transactions succeeded");
+        }));
+    }
+    let mut failed = 0;
+    for t in tasks {
+        failed += t.await??;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    if failed > 0 {
+        bail!("etcd ceiling ({}): {failed} of {n} operations failed", op.describe());
     }
     etcd.clear(&prefix).await?;
-    Ok(n as f64 / elapsed)
+    Ok(CeilingRun {
+        operation: op.describe(),
+        operations: n,
+        value_bytes: value.len(),
+        in_flight: in_flight.max(1),
+        seconds,
+        per_second: n as f64 / seconds.max(1e-9),
+    })
 }
 
 #[derive(Deserialize)]
@@ -298,10 +375,10 @@ pub async fn run_end_to_end(workload: &Workload, opts: &E2eOptions) -> anyhow::R
 
     // ---- the etcd ceiling, in this run, on an idle twin etcd ----
     // (not on the measured one: see `procs::CeilingEtcd`)
-    let value_bytes = 1024; // about a small pod's stored JSON
+    let value = vec![b'x'; 1024]; // about a small pod's stored JSON
     let raw = {
         let ceiling = procs::CeilingEtcd::new(&dir, opts.etcd_endpoint.as_deref())?;
-        raw_etcd_txn_rate(&ceiling, num_measured.max(1000), value_bytes, opts.concurrency).await?
+        etcd_ceiling(&ceiling, CeilingOp::CreateTxn, num_measured.max(1000), &value, opts.concurrency).await?
     };
 
     // ---- namespaces, nodes and services ----
@@ -411,11 +488,12 @@ pub async fn run_end_to_end(workload: &Workload, opts: &E2eOptions) -> anyhow::R
     );
     report.threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     report.etcd = Some(EtcdCeiling {
-        txn_per_second: raw,
-        transactions: num_measured.max(1000),
-        value_bytes,
-        in_flight: opts.concurrency,
-        ratio: if raw > 0.0 { report.throughput.average / raw } else { 0.0 },
+        operation: raw.operation.to_string(),
+        txn_per_second: raw.per_second,
+        transactions: raw.operations,
+        value_bytes: raw.value_bytes,
+        in_flight: raw.in_flight,
+        ratio: if raw.per_second > 0.0 { report.throughput.average / raw.per_second } else { 0.0 },
         pods_created_per_second: num_measured as f64 / creation.as_secs_f64().max(1e-9),
     });
     let bound_pods = report.scheduled.max(1) as f64;
@@ -426,6 +504,7 @@ pub async fn run_end_to_end(workload: &Workload, opts: &E2eOptions) -> anyhow::R
             let used = a.as_ref()?.saturating_sub(*b.as_ref()?);
             Some(ProcessCpu {
                 process: name.clone(),
+                cpu_seconds: used.as_secs_f64(),
                 ms_per_pod: used.as_secs_f64() * 1e3 / bound_pods,
                 cores: used.as_secs_f64() / phase.as_secs_f64().max(1e-9),
             })

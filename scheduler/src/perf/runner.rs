@@ -2,6 +2,11 @@
 //! (with assume + finish-binding, as the real scheduler does right after
 //! choosing a node) and [`GenericScheduler`] over generated objects.
 //! Binding always "succeeds" instantly (there is no API).
+//!
+//! A workload that schedules in well under a second measures nothing
+//! stable, so the runner repeats it, each time on fresh state (new cache,
+//! queue and algorithm, nodes and init pods set up again, none of it
+//! timed), until the measured phases add up to [`RunOptions::min_seconds`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,7 +15,7 @@ use crate::algorithm::GenericScheduler;
 use crate::cache::{Cache, Snapshot};
 use crate::config::SchedulerConfig;
 use crate::node_info::PodInfo;
-use crate::perf::report::Report;
+use crate::perf::report::{Repetitions, Report};
 use crate::perf::workload::{Workload, WorkloadError};
 use crate::queue::SchedulingQueue;
 
@@ -20,11 +25,14 @@ pub struct RunOptions {
     pub window: Duration,
     /// Overrides the workload's own `config`.
     pub config: Option<SchedulerConfig>,
+    /// Repeat the workload until the measured time of all repetitions adds
+    /// up to at least this much (zero: run it once).
+    pub min_seconds: Duration,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { window: Duration::from_secs(1), config: None }
+        RunOptions { window: Duration::from_secs(1), config: None, min_seconds: Duration::ZERO }
     }
 }
 
@@ -75,15 +83,22 @@ fn schedule_all(
     out
 }
 
-/// Run `workload` in-process and measure the measured pods.
-pub fn run_in_process(workload: &Workload, opts: &RunOptions) -> Result<Report, WorkloadError> {
-    let config = opts.config.clone().or_else(|| workload.config.clone()).unwrap_or_default();
-    let mut algo = GenericScheduler::new(&config).map_err(|e| WorkloadError::Template {
+/// One repetition: set-up (not timed), then the measured pods.
+struct Repetition {
+    nodes: usize,
+    init_pods: usize,
+    measured_pods: usize,
+    out: LoopOutcome,
+    elapsed: Duration,
+}
+
+fn run_once(workload: &Workload, config: &SchedulerConfig) -> Result<Repetition, WorkloadError> {
+    let mut algo = GenericScheduler::new(config).map_err(|e| WorkloadError::Template {
         what: "config",
         index: 0,
         err: e.to_string(),
     })?;
-    let mut queue = SchedulingQueue::with_real_clock(&config);
+    let mut queue = SchedulingQueue::with_real_clock(config);
     let mut cache = Cache::new();
     let nodes = workload.generate_nodes()?;
     let num_nodes = nodes.len();
@@ -101,7 +116,7 @@ pub fn run_in_process(workload: &Workload, opts: &RunOptions) -> Result<Report, 
     let num_init = init.len();
     let init_out = schedule_all(init, &mut queue, &mut cache, &mut snapshot, &mut algo, Instant::now());
     // Forget the init pods that did not fit (they would distort the measure).
-    let mut q2 = SchedulingQueue::with_real_clock(&config);
+    let mut q2 = SchedulingQueue::with_real_clock(config);
     std::mem::swap(&mut queue, &mut q2);
 
     // Measured pods: PodInfo built up front, as the informer would have.
@@ -111,19 +126,56 @@ pub fn run_in_process(workload: &Workload, opts: &RunOptions) -> Result<Report, 
     let start = Instant::now();
     let out = schedule_all(measured, &mut queue, &mut cache, &mut snapshot, &mut algo, start);
     let elapsed = start.elapsed();
+    Ok(Repetition { nodes: num_nodes, init_pods: num_init - init_out.unschedulable, measured_pods: num_measured, out, elapsed })
+}
 
-    Ok(Report::build(
+/// Run `workload` in-process and measure the measured pods, repeated on
+/// fresh state until `opts.min_seconds` of measured time. The report's
+/// throughput is over all the measured time (the repetitions' measured
+/// phases laid end to end), its pod counts are totals over the
+/// repetitions, and `repetitions` gives their count and per-repetition
+/// spread.
+pub fn run_in_process(workload: &Workload, opts: &RunOptions) -> Result<Report, WorkloadError> {
+    let config = opts.config.clone().or_else(|| workload.config.clone()).unwrap_or_default();
+    let mut first: Option<Repetition> = None;
+    let mut scheduled: Vec<(Duration, Duration)> = Vec::new();
+    let mut per_rep: Vec<(usize, Duration)> = Vec::new();
+    let (mut total, mut measured_pods, mut unschedulable) = (Duration::ZERO, 0, 0);
+    let mut first_failure = None;
+    loop {
+        let mut rep = run_once(workload, &config)?;
+        scheduled.extend(rep.out.scheduled.iter().map(|(t, l)| (total + *t, *l)));
+        total += rep.elapsed;
+        measured_pods += rep.measured_pods;
+        unschedulable += rep.out.unschedulable;
+        per_rep.push((rep.out.scheduled.len(), rep.elapsed));
+        if first_failure.is_none() {
+            first_failure = rep.out.first_failure.take();
+        }
+        // A repetition that scheduled nothing would only repeat itself.
+        let idle = rep.out.scheduled.is_empty() || rep.elapsed.is_zero();
+        if first.is_none() {
+            first = Some(rep);
+        }
+        if total >= opts.min_seconds || idle {
+            break;
+        }
+    }
+    let first = first.expect("at least one repetition");
+    let mut report = Report::build(
         &workload.name,
         "in-process",
-        num_nodes,
-        num_init - init_out.unschedulable,
-        num_measured,
-        &out.scheduled,
-        out.unschedulable,
-        out.first_failure,
-        elapsed,
+        first.nodes,
+        first.init_pods,
+        measured_pods,
+        &scheduled,
+        unschedulable,
+        first_failure,
+        total,
         opts.window,
-    ))
+    );
+    report.repetitions = Repetitions::of(&per_rep).expect("at least one repetition");
+    Ok(report)
 }
 
 #[cfg(test)]
@@ -159,6 +211,38 @@ measurePods:
         assert_eq!((r.scheduled, r.unschedulable), (15, 5));
         assert_eq!(r.first_failure.as_deref(), Some("0/10 nodes are available: 10 Insufficient cpu."));
         assert!(r.throughput.average > 0.0);
-        assert!(r.latency_ms.p50 <= r.latency_ms.p99);
+        assert!(r.latency_ms.p50 <= r.latency_ms.p90);
+        assert_eq!(r.repetitions.count, 1);
+    }
+
+    #[test]
+    fn repeats_until_min_seconds_on_fresh_state() {
+        let w = Workload::from_yaml(
+            r#"
+name: tiny
+nodes:
+  - count: 2
+    template:
+      metadata: {name: "n-$(i)", labels: {kubernetes.io/hostname: "n-$(i)"}}
+      status: {allocatable: {cpu: "2", memory: "4Gi", pods: "110"}}
+measurePods:
+  - count: 5
+    template:
+      metadata: {name: "m-$(i)", namespace: default}
+      spec: {containers: [{name: c, image: pause, resources: {requests: {cpu: "1"}}}]}
+"#,
+        )
+        .unwrap();
+        let min = Duration::from_millis(50);
+        let r = run_in_process(&w, &RunOptions { min_seconds: min, ..Default::default() }).unwrap();
+        let n = r.repetitions.count;
+        assert!(n > 1, "{n}");
+        assert!(r.duration_seconds >= min.as_secs_f64(), "{}", r.duration_seconds);
+        // Fresh state each time: every repetition fits 4 of the 5 pods again.
+        assert_eq!((r.measured_pods, r.scheduled, r.unschedulable), (5 * n, 4 * n, n));
+        assert_eq!(r.repetitions.throughput.n, n);
+        assert!(r.repetitions.throughput.min <= r.repetitions.throughput.max);
+        let avg = r.scheduled as f64 / r.duration_seconds;
+        assert!((r.throughput.average - avg).abs() < 1e-6 * avg);
     }
 }
