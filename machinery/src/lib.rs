@@ -21,6 +21,8 @@
 //! - `events`: the event recorder.
 //! - `health_server`: the HTTP server of a component's health checks
 //!   (`/healthz`, `/livez`, `/readyz`) and `/metrics`.
+//! - `netns` (Linux): run a closure or a thread inside a named network
+//!   namespace (`/run/netns/<name>`).
 
 pub mod resources;
 pub mod selector;
@@ -42,4 +44,5 @@ pub mod leader_election;
 pub mod events;
 #[cfg(feature = "client")]
 pub mod health_server;
-
+#[cfg(all(feature = "client", target_os = "linux"))]
+pub mod netns;
