@@ -18,15 +18,13 @@ pub mod server;
 pub mod simulated;
 pub mod streaming;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 /// The whole agent: connect, then either run the simulated nodes or the real node.
 pub async fn run(opts: options::Options) -> Result<()> {
     let client = machinery::client::connect_as("agent", opts.master.as_deref(), opts.kubeconfig.as_deref()).await?;
     if opts.healthz_port != 0 {
-        let addr = format!("{}:{}", opts.healthz_bind_address, opts.healthz_port);
-        let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding healthz on {addr}"))?;
-        tokio::spawn(server::serve_healthz(listener));
+        std::sync::Arc::new(server::healthz_server()).start(&opts.healthz_bind_address, opts.healthz_port).await?;
     }
     let work = async {
         match opts.runtime {

@@ -72,10 +72,10 @@ pub struct Options {
     #[arg(long)]
     pub pod_log_dir: Option<PathBuf>,
     /// How often the node status is computed (and posted if it changed).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = machinery::duration::parse)]
     pub node_status_update_frequency: Duration,
     /// How often the node status is posted even if unchanged.
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = machinery::duration::parse)]
     pub node_status_report_frequency: Duration,
     /// Lease duration in seconds (`spec.leaseDurationSeconds`); renewed every quarter of it (10 s for 40 s).
     #[arg(long, default_value_t = 40)]
@@ -84,12 +84,12 @@ pub struct Options {
     #[arg(long)]
     pub pod_cidr: Option<String>,
     /// First crash-loop back-off delay (doubles up to `--max-container-restart-backoff`).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = machinery::duration::parse)]
     pub container_restart_backoff: Duration,
-    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    #[arg(long, default_value = "300s", value_parser = machinery::duration::parse)]
     pub max_container_restart_backoff: Duration,
     /// Image pull back-off (ErrImagePull, then ImagePullBackOff).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = machinery::duration::parse)]
     pub image_pull_backoff: Duration,
     /// At most this many pods start (sandbox + first containers) at once;
     /// the rest wait their turn. 0: no bound (the kubelet has none). rkube's
@@ -98,7 +98,7 @@ pub struct Options {
     #[arg(long, default_value_t = 4)]
     pub max_parallel_pod_starts: usize,
     /// How often each pod worker re-syncs even without events.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = machinery::duration::parse)]
     pub sync_frequency: Duration,
 
     // ----- simulated nodes (--runtime fake) -----
@@ -122,7 +122,7 @@ pub struct Options {
     #[arg(long, default_value = "10.128.0.0/9")]
     pub cluster_cidr: String,
     /// How long a simulated pod takes to go Running.
-    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    #[arg(long, default_value = "0s", value_parser = machinery::duration::parse)]
     pub fake_pod_start_delay: Duration,
     /// Most concurrent API requests of the simulated nodes' heartbeats.
     #[arg(long, default_value_t = 32)]
@@ -147,33 +147,6 @@ impl Options {
 /// The host name, lower-cased (the kubelet's default node name).
 pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_lowercase()).unwrap_or_else(|_| "localhost".into())
-}
-
-/// `10s`, `500ms`, `5m`, `1h`, `1m30s`, or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration> {
-    let s = s.trim();
-    if let Ok(secs) = s.parse::<f64>() {
-        return Ok(Duration::from_secs_f64(secs));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).context("duration unit missing")?;
-        let (num, tail) = rest.split_at(num_end);
-        let unit_end = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_end);
-        let n: f64 = num.parse().with_context(|| format!("invalid duration {s:?}"))?;
-        let secs = match unit {
-            "ms" => n / 1000.0,
-            "s" => n,
-            "m" => n * 60.0,
-            "h" => n * 3600.0,
-            _ => bail!("invalid duration unit {unit:?} in {s:?}"),
-        };
-        total += Duration::from_secs_f64(secs);
-        rest = tail;
-    }
-    Ok(total)
 }
 
 /// `k1=v1,k2=v2` (as `--node-labels`).
@@ -210,20 +183,6 @@ pub fn parse_taints(s: &str) -> Result<Vec<Taint>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn check_duration(input: &str, expected: Option<Duration>) {
-        assert_eq!(parse_duration(input).ok(), expected, "{input:?}");
-    }
-
-    #[test]
-    fn durations() {
-        check_duration("10s", Some(Duration::from_secs(10)));
-        check_duration("500ms", Some(Duration::from_millis(500)));
-        check_duration("5m", Some(Duration::from_secs(300)));
-        check_duration("1m30s", Some(Duration::from_secs(90)));
-        check_duration("2", Some(Duration::from_secs(2)));
-        check_duration("3x", None);
-    }
 
     fn check_taints(input: &str, expected: Option<Vec<(&str, Option<&str>, &str)>>) {
         let got = parse_taints(input).ok().map(|ts| ts.into_iter().map(|t| (t.key, t.value, t.effect)).collect::<Vec<_>>());

@@ -10,19 +10,11 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use machinery::health_server::{Health, HealthServer};
 
-/// Serves `GET /healthz` → `ok` forever.
-pub async fn serve_healthz(listener: tokio::net::TcpListener) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
-                let (code, body) = if req.uri().path() == "/healthz" { (200, "ok") } else { (404, "404 page not found\n") };
-                Ok::<_, Infallible>(Response::builder().status(code).header("content-type", "text/plain; charset=utf-8").body(Full::new(Bytes::from(body))).unwrap())
-            });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
-        });
-    }
+/// The kubelet's healthz port (10248): `GET /healthz` → `ok`, nothing else.
+pub fn healthz_server() -> HealthServer {
+    HealthServer::new().check("/healthz", Health::ok)
 }
 
 use std::sync::Arc;

@@ -39,7 +39,7 @@ pub struct Config {
     /// How often the ClusterIP and NodePort repair loops run (leaked values
     /// freed, unmarked ones marked). rkube's own flag: upstream fixes it at
     /// 3 minutes. 0 turns the loops off.
-    #[arg(long = "service-repair-interval", default_value = "3m", value_parser = parse_duration)]
+    #[arg(long = "service-repair-interval", default_value = "3m", value_parser = machinery::duration::parse)]
     pub service_repair_interval: std::time::Duration,
 
     /// TLS port. Served when --tls-cert-file is given.
@@ -91,14 +91,14 @@ pub struct Config {
     pub default_unreachable_toleration_seconds: i64,
 
     /// How long to wait for etcd at start before giving up.
-    #[arg(long = "etcd-connect-timeout", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long = "etcd-connect-timeout", default_value = "10s", value_parser = machinery::duration::parse)]
     pub etcd_connect_timeout: std::time::Duration,
 
     /// Bound on one etcd call, failovers to other members included. When
     /// etcd cannot answer in time (it lost quorum) the request gets a 504
     /// `Timeout` at once rather than hanging. (rkube's flag: upstream only
     /// bounds the whole request, with --request-timeout.)
-    #[arg(long = "etcd-request-timeout", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long = "etcd-request-timeout", default_value = "5s", value_parser = machinery::duration::parse)]
     pub etcd_request_timeout: std::time::Duration,
 
     /// The address this apiserver advertises to the cluster: its entry in
@@ -116,22 +116,8 @@ pub struct Config {
     /// TTL of this apiserver's master lease (upstream's
     /// MasterEndpointReconcileTTL, 15 s); it is refreshed every 2/3 of it.
     /// Tests shorten it to see dead apiservers pruned quickly.
-    #[arg(long = "master-endpoint-reconcile-ttl", default_value = "15s", value_parser = parse_duration)]
+    #[arg(long = "master-endpoint-reconcile-ttl", default_value = "15s", value_parser = machinery::duration::parse)]
     pub master_endpoint_reconcile_ttl: std::time::Duration,
-}
-
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" | "" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration {s:?}: unit must be ms, s, m or h")),
-    };
-    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 #[cfg(test)]

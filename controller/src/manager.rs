@@ -20,11 +20,10 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use kube::Client;
 use machinery::events::EventRecorder;
+use machinery::health_server::{self, Health, HealthServer};
 use machinery::leader_election::{default_identity, LeaderElectionConfig, LeaderElector, Outcome};
 use machinery::workqueue::{default_rate_limiter, WorkQueue, WorkQueueMetrics};
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 use crate::controller_utils::Gate;
 use crate::informers::InformerFactory;
@@ -61,9 +60,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let metrics = WorkQueueMetrics::register(&mut registry);
     let registry = Arc::new(Mutex::new(registry));
     if opts.secure_port != 0 {
-        let listener = TcpListener::bind((opts.bind_address.as_str(), opts.secure_port)).await?;
-        tracing::info!(addr = %listener.local_addr()?, "serving /healthz and /metrics");
-        tokio::spawn(serve_health(listener, registry.clone()));
+        let server = HealthServer::new()
+            .check("/healthz", Health::ok)
+            .check("/livez", Health::ok)
+            .check("/readyz", Health::ok)
+            .metrics(move || health_server::encode(&registry.lock().unwrap()));
+        Arc::new(server).start(&opts.bind_address, opts.secure_port).await?;
     }
     if !opts.leader_elect {
         return run_controllers(client, opts, metrics, Gate(None)).await;
@@ -151,43 +153,4 @@ pub async fn run_controllers(client: Client, opts: Options, metrics: WorkQueueMe
     tracing::info!(controllers = runs.len(), "caches synced, controllers running");
     futures::future::join_all(runs).await;
     Ok(())
-}
-
-/// A minimal HTTP/1.1 server for `GET /healthz` and `GET /metrics`
-/// (Prometheus text format). One request per connection.
-async fn serve_health(listener: TcpListener, registry: Arc<Mutex<Registry>>) {
-    loop {
-        let Ok((mut sock, _)) = listener.accept().await else { continue };
-        let registry = registry.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let mut n = 0;
-            while n < buf.len() {
-                match sock.read(&mut buf[n..]).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(k) => n += k,
-                }
-                if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                    break;
-                }
-            }
-            let head = String::from_utf8_lossy(&buf[..n]);
-            let path = head.split_whitespace().nth(1).unwrap_or("/").split('?').next().unwrap_or("/").to_string();
-            let (status, ctype, body) = match path.as_str() {
-                "/healthz" | "/livez" | "/readyz" => ("200 OK", "text/plain; charset=utf-8", "ok".to_string()),
-                "/metrics" => {
-                    let mut out = String::new();
-                    let _ = prometheus_client::encoding::text::encode(&mut out, &registry.lock().unwrap());
-                    ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", out)
-                }
-                _ => ("404 Not Found", "text/plain; charset=utf-8", "404 page not found\n".to_string()),
-            };
-            let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-            let _ = sock.shutdown().await;
-        });
-    }
 }

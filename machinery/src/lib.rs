@@ -5,6 +5,8 @@
 //!   scope, short names) — the one place that says what the API serves.
 //! - [`selector`]: label and field selectors, parsed and matched.
 //! - [`quantity`]: resource quantities (`100m`, `1Gi`) as numbers.
+//! - [`duration`]: Go duration strings (`300ms`, `1m30s`), the one parser
+//!   of every component's duration flags.
 //! - [`names`]: `generateName`-style names (prefix + random suffix).
 //! - [`quota`]: what objects count against a ResourceQuota.
 //! - [`routes`]: is an address on one of this machine's own networks (the
@@ -19,6 +21,10 @@
 //! - `workqueue`: rate-limited, de-duplicating work queue.
 //! - `leader_election`: a coordination.k8s.io Lease based leader lock.
 //! - `events`: the event recorder.
+//! - `health_server`: the HTTP server of a component's health checks
+//!   (`/healthz`, `/livez`, `/readyz`) and `/metrics`.
+//! - `netns` (Linux): run a closure or a thread inside a named network
+//!   namespace (`/run/netns/<name>`).
 
 pub mod resources;
 pub mod selector;
@@ -39,3 +45,7 @@ pub mod informer;
 pub mod leader_election;
 #[cfg(feature = "client")]
 pub mod events;
+#[cfg(feature = "client")]
+pub mod health_server;
+#[cfg(all(feature = "client", target_os = "linux"))]
+pub mod netns;

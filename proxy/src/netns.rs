@@ -7,17 +7,16 @@
 //! host's rules or send a packet off the machine.
 //!
 //! Namespaces are per *thread* in Linux. [`NetNs::run`] runs a closure on a
-//! fresh thread that first `setns(2)`s into the namespace; sockets created
-//! there, processes spawned from there and threads started from there all
-//! live in it. Everything is removed on drop, also when a test fails.
+//! fresh thread that first `setns(2)`s into the namespace
+//! ([`machinery::netns`]); sockets created there, processes spawned from
+//! there and threads started from there all live in it. Everything is
+//! removed on drop, also when a test fails.
 
-use std::fs::File;
 use std::process::{Child, Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
 use anyhow::{bail, Context};
-use nix::sched::{setns, CloneFlags};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -59,7 +58,7 @@ impl NetNs {
     }
 
     pub fn path(&self) -> String {
-        format!("/run/netns/{}", self.name)
+        machinery::netns::path(&self.name).display().to_string()
     }
 
     /// `ip -n <ns> <args>`.
@@ -99,15 +98,7 @@ impl NetNs {
         F: FnOnce() -> R + Send,
         R: Send,
     {
-        let file = File::open(self.path()).with_context(|| format!("opening {}", self.path()))?;
-        std::thread::scope(|s| {
-            s.spawn(move || -> anyhow::Result<R> {
-                setns(&file, CloneFlags::CLONE_NEWNET).context("setns")?;
-                Ok(f())
-            })
-            .join()
-            .map_err(|_| anyhow::anyhow!("thread in netns panicked"))?
-        })
+        machinery::netns::run(&self.name, f)
     }
 
     /// Spawn a long-lived thread inside this namespace.
@@ -116,11 +107,7 @@ impl NetNs {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        let file = File::open(self.path()).with_context(|| format!("opening {}", self.path()))?;
-        Ok(std::thread::spawn(move || {
-            setns(&file, CloneFlags::CLONE_NEWNET).expect("setns");
-            f()
-        }))
+        machinery::netns::thread(&self.name, f)
     }
 }
 

@@ -85,15 +85,15 @@ pub struct Options {
 
     /// The minimum interval between syncs: a burst of changes within it is
     /// applied by one `iptables-restore`.
-    #[arg(long, alias = "iptables-min-sync-period", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, alias = "iptables-min-sync-period", default_value = "1s", value_parser = machinery::duration::parse)]
     pub min_sync_period: Duration,
 
     /// The interval of full resyncs (every chain rewritten, tables re-read).
-    #[arg(long, alias = "iptables-sync-period", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, alias = "iptables-sync-period", default_value = "30s", value_parser = machinery::duration::parse)]
     pub sync_period: Duration,
 
     /// How often the informers replay their whole cache (0 disables).
-    #[arg(long, default_value = "15m", value_parser = parse_duration)]
+    #[arg(long, default_value = "15m", value_parser = machinery::duration::parse)]
     pub config_sync_period: Duration,
 
     /// `ip:port` for `/healthz` (empty disables).
@@ -237,11 +237,6 @@ pub fn local_addresses() -> anyhow::Result<Vec<Ipv4Addr>> {
     out.sort();
     out.dedup();
     Ok(out)
-}
-
-/// A Go duration (`300ms`, `1.5s`, `2h45m`; a bare `0` is zero).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    machinery::duration::parse(s)
 }
 
 #[cfg(test)]

@@ -37,15 +37,15 @@ pub struct Options {
     pub leader_elect: bool,
 
     /// How long a standby waits, after last seeing the lease renewed, before taking over.
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, default_value = "15s", value_parser = machinery::duration::parse)]
     pub leader_elect_lease_duration: Duration,
 
     /// How long the leader keeps trying to renew before it gives up leading.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = machinery::duration::parse)]
     pub leader_elect_renew_deadline: Duration,
 
     /// How often candidates try to acquire and the leader renews.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = machinery::duration::parse)]
     pub leader_elect_retry_period: Duration,
 
     /// Namespace of the Lease object.
@@ -87,33 +87,9 @@ pub struct Options {
     pub parallel_bindings: usize,
 }
 
-/// Parse a Go duration: a sequence of `<number><unit>` with units
-/// `ns`, `us`/`µs`, `ms`, `s`, `m`, `h`; `0` alone is allowed.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    machinery::duration::parse(s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_durations() {
-        let check = |s: &str, expected: Result<Duration, ()>| {
-            assert_eq!(parse_duration(s).map_err(|_| ()), expected, "{s}");
-        };
-        let ms = Duration::from_millis;
-        check("15s", Ok(ms(15_000)));
-        check("500ms", Ok(ms(500)));
-        check("1m30s", Ok(ms(90_000)));
-        check("1.5s", Ok(ms(1500)));
-        check("2h", Ok(ms(7_200_000)));
-        check("0", Ok(ms(0)));
-        check("10", Err(()));
-        check("s", Err(()));
-        check("3d", Err(()));
-        check("", Err(()));
-    }
 
     #[test]
     fn flags_as_kube_scheduler() {

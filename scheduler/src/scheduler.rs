@@ -42,7 +42,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -580,13 +579,7 @@ async fn serve_on(addr: &str, port: u16, status: Arc<Status>) -> anyhow::Result<
     if port == 0 {
         return Ok(());
     }
-    let listener = tokio::net::TcpListener::bind((addr, port)).await.with_context(|| format!("listening on {addr}:{port}"))?;
-    tracing::info!(%addr, port, "serving /healthz and /metrics");
-    tokio::spawn(async move {
-        if let Err(e) = server::serve(listener, status).await {
-            tracing::error!(error = %e, "health/metrics server stopped");
-        }
-    });
+    Arc::new(server::health_server(status)).start(addr, port).await?;
     Ok(())
 }
 

@@ -538,14 +538,7 @@ fn deploy_demo(spec: &Spec) -> anyhow::Result<()> {
 
 /// GET the demo path from inside `netns` (a thread that entered it).
 pub fn http_get_in_netns(netns: &str, addr: String) -> anyhow::Result<(u16, String)> {
-    let path = Path::new("/run/netns").join(netns);
-    std::thread::spawn(move || -> anyhow::Result<(u16, String)> {
-        let f = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).context("setns")?;
-        crate::cluster::http_get(&addr, demo::PATH)
-    })
-    .join()
-    .map_err(|_| anyhow::anyhow!("netns thread panicked"))?
+    machinery::netns::run(netns, move || crate::cluster::http_get(&addr, demo::PATH))?
 }
 
 /// The demo answer through `service`'s ClusterIP, asked from node 1.
