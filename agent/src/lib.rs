@@ -2,15 +2,23 @@
 //!
 //! * [`options`] — kubelet-style flags.
 //! * [`node`] — node registration, node status, the Lease heartbeat.
-//! * [`pods`] — pod status computation and the per-pod workers.
+//! * [`pods`] — the per-pod workers; [`pod_status`] — the status pieces
+//!   they and the fake runtime compute; [`labels`] — the labels on CRI
+//!   sandboxes and containers.
 //! * [`runtime`] — the container runtime boundary (CRI client, private
 //!   containerd, CNI, local images) and the fake runtime.
+//! * [`server`] — the agent's HTTP endpoints: `/healthz` and the node API
+//!   (container logs); [`streaming`] — exec, attach, port-forward;
+//!   [`node_api`] — what their handlers share.
 //! * [`simulated`] — many fake nodes in one process (kwok-like).
 
 pub mod bench;
+pub mod labels;
 pub mod logs;
 pub mod node;
+pub mod node_api;
 pub mod options;
+pub mod pod_status;
 pub mod pods;
 pub mod probes;
 pub mod runtime;

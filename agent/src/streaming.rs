@@ -24,7 +24,7 @@ use hyper_util::rt::TokioIo;
 use proto::runtime::v1 as cri;
 
 use crate::logs::percent_decode;
-use crate::server::{Body, NodeApi};
+use crate::node_api::{text, Body, NodeApi};
 
 /// The parameters of an exec or attach request (attach has no command).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -87,10 +87,6 @@ pub fn parse_ports(q: &str) -> Result<Vec<i32>, String> {
     Ok(ports)
 }
 
-fn text(code: u16, body: String) -> Response<Body> {
-    Response::builder().status(code).header("content-type", "text/plain; charset=utf-8").body(http_body_util::Full::new(Bytes::from(body)).map_err(|n| match n {}).boxed()).unwrap()
-}
-
 /// The running attempt of `container`, or the response that says why there is none.
 async fn running_container(api: &NodeApi, ns: &str, pod: &str, container: &str) -> Result<cri::Container, Response<Body>> {
     let list = api.container_ids(ns, pod, container).await?;
@@ -117,7 +113,7 @@ async fn proxy_to(what: &str, url: Result<String, tonic::Status>, req: Request<I
 async fn prepare(api: &NodeApi, ns: &str, pod: &str, container: &str, req: &Request<Incoming>, exec: bool) -> Result<(StreamParams, cri::Container), Response<Body>> {
     let params = parse_query(req.uri().query().unwrap_or(""));
     if exec && params.command.is_empty() {
-        return Err(text(400, "you must specify at least 1 command".into()));
+        return Err(text(400, "you must specify at least 1 command"));
     }
     params.check_streams().map_err(|e| text(400, e))?;
     let ctr = running_container(api, ns, pod, container).await?;

@@ -23,9 +23,9 @@ use machinery::informer::{key_of, HandlerFns, Store};
 use machinery::selector::Selector;
 use machinery::workqueue::WorkQueue;
 
+use crate::context::Context;
 use crate::controller_utils::*;
 use crate::informers::BY_NAMESPACE;
-use crate::manager::Context;
 
 pub struct EndpointsController {
     client: Client,

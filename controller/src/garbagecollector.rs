@@ -40,9 +40,9 @@ use machinery::resources::{self, ResourceInfo};
 use machinery::workqueue::WorkQueue;
 use serde_json::json;
 
+use crate::context::Context;
 use crate::controller_utils::*;
 use crate::informers::BY_OWNER;
-use crate::manager::Context;
 
 /// Upstream's default `--gc-ignored-resources`: events are never owners
 /// worth collecting for, and there are many of them.

@@ -10,12 +10,14 @@
 //! elected) controller manager simply carries on.
 //!
 //! - [`manager`]: starts the chosen controllers, leader election, /healthz
-//!   and /metrics; [`options`]: the flags; [`informers`]: the shared
-//!   informer factory; [`controller_utils`], [`expectations`]: shared helpers.
+//!   and /metrics; [`options`]: the flags; [`context`]: what every
+//!   controller is built from; [`informers`]: the shared informer factory;
+//!   [`controller_utils`], [`expectations`]: shared helpers.
 //! - One module per control loop: [`replicaset`], [`deployment`],
 //!   [`endpoints`], [`garbagecollector`], [`namespace`], [`nodelifecycle`],
 //!   [`nodeipam`], [`podgc`], [`serviceaccount`], [`resourcequota`].
 
+pub mod context;
 pub mod controller_utils;
 pub mod deployment;
 pub mod endpoints;

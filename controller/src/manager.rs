@@ -19,37 +19,15 @@ use std::sync::{Arc, Mutex};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use kube::Client;
-use machinery::events::EventRecorder;
 use machinery::health_server::{self, Health, HealthServer};
 use machinery::leader_election::{default_identity, LeaderElectionConfig, LeaderElector, Outcome};
-use machinery::workqueue::{default_rate_limiter, WorkQueue, WorkQueueMetrics};
+use machinery::workqueue::WorkQueueMetrics;
 use prometheus_client::registry::Registry;
 
+use crate::context::Context;
 use crate::controller_utils::Gate;
 use crate::informers::InformerFactory;
 use crate::options::Options;
-
-/// What every controller is built from.
-pub struct Context {
-    pub client: Client,
-    pub informers: InformerFactory,
-    pub metrics: WorkQueueMetrics,
-    pub opts: Options,
-    pub gate: Gate,
-}
-
-impl Context {
-    /// A work queue named after its controller, reporting to /metrics
-    /// (`workqueue_depth{name="replicaset"}` …).
-    pub fn queue(&self, name: &str) -> WorkQueue<String> {
-        WorkQueue::with_metrics(name, default_rate_limiter(), &self.metrics)
-    }
-
-    /// An event recorder with upstream's per-controller source component.
-    pub fn recorder(&self, component: &str) -> EventRecorder {
-        EventRecorder::new(self.client.clone(), component, "")
-    }
-}
 
 /// Runs the controller manager until it fails or loses leadership.
 pub async fn run(opts: Options) -> anyhow::Result<()> {

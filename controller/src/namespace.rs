@@ -24,8 +24,8 @@ use kube::{Api, Client};
 use machinery::informer::{HandlerFns, Store};
 use machinery::workqueue::WorkQueue;
 
+use crate::context::Context;
 use crate::controller_utils::*;
-use crate::manager::Context;
 
 pub const FINALIZER: &str = "kubernetes";
 

@@ -24,8 +24,8 @@ use machinery::informer::{HandlerFns, Store};
 use machinery::workqueue::WorkQueue;
 use serde_json::json;
 
+use crate::context::Context;
 use crate::controller_utils::*;
-use crate::manager::Context;
 
 /// A bitmap of `/mask` blocks inside `cluster`.
 pub struct CidrSet {

@@ -41,9 +41,9 @@ use machinery::informer::Store;
 use serde_json::json;
 use tokio::time::Instant;
 
+use crate::context::Context;
 use crate::controller_utils::*;
 use crate::informers::BY_NODE;
-use crate::manager::Context;
 
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 pub const NOT_READY: &str = "node.kubernetes.io/not-ready";

@@ -19,8 +19,8 @@ use kube::api::DeleteParams;
 use kube::{Api, Client};
 use machinery::informer::Store;
 
+use crate::context::Context;
 use crate::controller_utils::*;
-use crate::manager::Context;
 
 pub struct PodGc {
     client: Client,

@@ -33,10 +33,10 @@ use machinery::informer::{key_of, HandlerFns, Store};
 use machinery::selector::Selector;
 use machinery::workqueue::WorkQueue;
 
+use crate::context::Context;
 use crate::controller_utils::*;
 use crate::expectations::Expectations;
 use crate::informers::BY_NAMESPACE;
-use crate::manager::Context;
 
 /// Upstream `BurstReplicas`: at most this many creates/deletes per sync.
 pub const BURST_REPLICAS: usize = 500;

@@ -34,9 +34,9 @@ use machinery::resources::RESOURCES;
 use machinery::workqueue::WorkQueue;
 use serde_json::Value;
 
+use crate::context::Context;
 use crate::controller_utils::*;
 use crate::informers::BY_NAMESPACE;
-use crate::manager::Context;
 
 pub struct ResourceQuotaController {
     client: Client,

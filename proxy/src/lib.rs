@@ -6,6 +6,7 @@
 //!
 //! Modules, in the order data flows through them:
 //! - [`model`]: Service + Endpoints → the service ports the proxy serves.
+//! - [`chain_names`]: the per-service chain names (`KUBE-SVC-<hash>`, …).
 //! - [`rules`]: service ports → `iptables-restore` text (pure, no IO).
 //! - [`iptables`]: runs `iptables-restore --noflush` / `iptables-save`.
 //! - [`proxier`]: the sync loop: change tracking, batching, full and partial
@@ -21,6 +22,7 @@
 //! - [`perf`]: the benchmark.
 
 pub mod model;
+pub mod chain_names;
 pub mod rules;
 pub mod iptables;
 pub mod conntrack;

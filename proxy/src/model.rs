@@ -5,7 +5,8 @@
 //! A Service with several ports becomes several independent "service ports",
 //! each named `namespace/name:portname` (or `namespace/name` when the port has
 //! no name). That string, plus the protocol, is what the iptables chain names
-//! are hashed from, so it must be spelled exactly as upstream spells it.
+//! are hashed from ([`crate::chain_names`]), so it must be spelled exactly as
+//! upstream spells it.
 //!
 //! Endpoints are matched to a service port **by port name and protocol**: the
 //! endpoints controller has already resolved named target ports
@@ -20,7 +21,7 @@ use std::net::Ipv4Addr;
 
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 
-use crate::rules;
+use crate::chain_names;
 
 /// Upstream default for `sessionAffinityConfig.clientIP.timeoutSeconds` (3 hours).
 pub const DEFAULT_AFFINITY_TIMEOUT_SECONDS: i32 = 10800;
@@ -217,15 +218,15 @@ pub fn build(svc: &Service, eps: Option<&Endpoints>) -> Vec<ProxiedPort> {
                 list.iter()
                     .map(|(ip, port)| {
                         let addr = format!("{ip}:{port}");
-                        let chain = rules::service_port_endpoint_chain_name(&name_string, protocol.lower(), &addr);
+                        let chain = chain_names::service_port_endpoint_chain_name(&name_string, protocol.lower(), &addr);
                         EndpointInfo { ip: *ip, port: *port, addr, chain }
                     })
                     .collect()
             })
             .unwrap_or_default();
         out.push(ProxiedPort {
-            svc_chain: rules::service_port_chain_name(&name_string, protocol.lower()),
-            ext_chain: rules::service_external_chain_name(&name_string, protocol.lower()),
+            svc_chain: chain_names::service_port_chain_name(&name_string, protocol.lower()),
+            ext_chain: chain_names::service_external_chain_name(&name_string, protocol.lower()),
             name: spn,
             name_string,
             cluster_ip,

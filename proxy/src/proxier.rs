@@ -690,6 +690,7 @@ fn conntrack_cleanups(old: &[ProxiedPort], new: &[ProxiedPort], out: &mut BTreeS
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chain_names;
     use crate::iptables::RestoreError;
     use serde_json::json;
 
@@ -786,9 +787,9 @@ mod tests {
         assert!(!r.full);
         assert_eq!((r.services_written, r.chains_deleted), (1, 1));
         let text = lock(&ipt.restores).last().unwrap().clone();
-        let s1 = rules::service_port_chain_name("a/s1:p", "tcp");
-        let s2 = rules::service_port_chain_name("a/s2:p", "tcp");
-        let gone = rules::service_port_endpoint_chain_name("a/s2:p", "tcp", "10.1.0.2:8080");
+        let s1 = chain_names::service_port_chain_name("a/s1:p", "tcp");
+        let s2 = chain_names::service_port_chain_name("a/s2:p", "tcp");
+        let gone = chain_names::service_port_endpoint_chain_name("a/s2:p", "tcp", "10.1.0.2:8080");
         let declared = chains_declared(&text);
         assert!(declared.contains(&s2) && !declared.contains(&s1), "{text}");
         assert!(text.contains(&format!("-X {gone}")), "{text}");

@@ -27,7 +27,6 @@ use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
-use sha2::{Digest, Sha256};
 
 use crate::model::ProxiedPort;
 
@@ -62,40 +61,6 @@ pub const LARGE_CLUSTER_ENDPOINTS_THRESHOLD: usize = 1000;
 
 pub fn is_service_chain(name: &str) -> bool {
     SERVICE_CHAIN_PREFIXES.iter().any(|p| name.starts_with(p))
-}
-
-/// base32 (RFC 4648 standard alphabet, as Go's `base32.StdEncoding`) of the
-/// SHA-256 of `input`, first 16 characters. 16 chars × 5 bits = the first
-/// 10 bytes of the hash, so no padding question arises.
-fn hash16(input: &[&str]) -> String {
-    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut h = Sha256::new();
-    for part in input {
-        h.update(part.as_bytes());
-    }
-    let digest = h.finalize();
-    // The first 10 bytes as an 80-bit big-endian number, then 16 groups of
-    // 5 bits, most significant first.
-    let acc = digest[..10].iter().fold(0u128, |a, b| (a << 8) | *b as u128);
-    (0..16).rev().map(|i| ALPHABET[((acc >> (i * 5)) & 31) as usize] as char).collect()
-}
-
-/// `KUBE-SVC-` + hash of `ns/name:port` + protocol: upstream's
-/// `servicePortPolicyClusterChain` (formerly `servicePortChainName`).
-/// Stable across restarts, ≤ 28 characters as iptables requires.
-pub fn service_port_chain_name(service_port_name: &str, protocol_lower: &str) -> String {
-    format!("KUBE-SVC-{}", hash16(&[service_port_name, protocol_lower]))
-}
-
-/// `KUBE-EXT-` + the same hash: upstream's `serviceExternalChainName`.
-pub fn service_external_chain_name(service_port_name: &str, protocol_lower: &str) -> String {
-    format!("KUBE-EXT-{}", hash16(&[service_port_name, protocol_lower]))
-}
-
-/// `KUBE-SEP-` + hash of `ns/name:port` + protocol + `ip:port`: upstream's
-/// `servicePortEndpointChainName`.
-pub fn service_port_endpoint_chain_name(service_port_name: &str, protocol_lower: &str, endpoint: &str) -> String {
-    format!("KUBE-SEP-{}", hash16(&[service_port_name, protocol_lower, endpoint]))
 }
 
 /// Go's `fmt.Sprintf("%0.10f", 1.0/float64(n))`.
@@ -684,31 +649,10 @@ fn write_service(
 mod tests {
     use super::*;
 
-    fn check(input: (&str, &str, Option<&str>), expected: &str) {
-        let got = match input.2 {
-            None => service_port_chain_name(input.0, input.1),
-            Some(ep) => service_port_endpoint_chain_name(input.0, input.1, ep),
-        };
-        assert_eq!(got, expected);
-    }
-
-    /// Values from upstream kube-proxy's own tests (proxier_test.go).
-    #[test]
-    fn chain_names_match_upstream() {
-        check(("ns1/svc1:p80", "tcp", None), "KUBE-SVC-XPGD46QRK7WJZT7O");
-        check(("ns1/svc1:p80", "tcp", Some("10.180.0.1:80")), "KUBE-SEP-SXIVWICOYRO3J4NJ");
-    }
-
     #[test]
     fn probabilities_like_go() {
         let got: Vec<String> = [1, 2, 3, 7, 10].iter().map(|n| probability(*n)).collect();
         assert_eq!(got, ["1.0000000000", "0.5000000000", "0.3333333333", "0.1428571429", "0.1000000000"]);
-    }
-
-    #[test]
-    fn hash_is_base32_of_sha256_prefix() {
-        // base32("") of sha256("") = 4OYMIQUY7QOBJGX36TEJS35ZEQT24QPEMSNZGTFESWMRW6CSXBKQ====
-        assert_eq!(hash16(&[""]), "4OYMIQUY7QOBJGX3");
     }
 
     #[test]

@@ -346,7 +346,7 @@ mod tests {
         )
         .unwrap();
         let text = render_objects(&opts, vec![], &s, &e).unwrap();
-        let svc_chain = crate::rules::service_port_chain_name("demo/web:http", "tcp");
+        let svc_chain = crate::chain_names::service_port_chain_name("demo/web:http", "tcp");
         assert!(text.contains(&format!("-d 10.96.0.10 --dport 80 -j {svc_chain}")), "{text}");
         assert!(text.contains("-j DNAT --to-destination 10.244.1.2:8080"), "{text}");
         assert!(text.contains("! -s 10.244.0.0/16 -j KUBE-MARK-MASQ"), "{text}");

@@ -212,7 +212,7 @@ fn clusterip_nodeport_endpoint_changes_and_service_delete() {
         "ports":[{"name":"http","port":80,"targetPort":"http","nodePort":30080}]})));
     p.on_endpoints_update(&endpoints(&ns, "web", &["10.244.1.2", "10.244.2.2"], "http", 8080, "TCP"));
     sync(&t, &p, SyncKind::Auto);
-    let svc_chain = rkube_proxy::rules::service_port_chain_name(&format!("{ns}/web:http"), "tcp");
+    let svc_chain = rkube_proxy::chain_names::service_port_chain_name(&format!("{ns}/web:http"), "tcp");
     assert!(save(&t.node, "nat").contains(&svc_chain));
 
     // ClusterIP from the client: both endpoints get traffic.
@@ -324,8 +324,8 @@ fn restart_takes_over_leftover_chains() {
     }
     sync(&t, &first, SyncKind::Auto);
     drop(first);
-    let a_chain = rkube_proxy::rules::service_port_chain_name(&format!("{ns}/a"), "tcp");
-    let b_chain = rkube_proxy::rules::service_port_chain_name(&format!("{ns}/b"), "tcp");
+    let a_chain = rkube_proxy::chain_names::service_port_chain_name(&format!("{ns}/a"), "tcp");
+    let b_chain = rkube_proxy::chain_names::service_port_chain_name(&format!("{ns}/b"), "tcp");
     assert!(save(&t.node, "nat").contains(&a_chain));
 
     // A new run that only knows b: a's chains are deleted at the first sync,

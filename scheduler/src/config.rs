@@ -147,14 +147,14 @@ impl SchedulerConfig {
 
     /// Enabled predicate names, in run order.
     pub fn predicate_names(&self) -> Result<Vec<String>, ConfigError> {
-        let known = || predicates::DEFAULT_ORDER.join(", ");
+        let known = || predicates::registry::DEFAULT_ORDER.join(", ");
         for n in self.predicates.disabled.iter().chain(&self.predicates.enabled) {
-            if n != "*" && !predicates::DEFAULT_ORDER.contains(&n.as_str()) {
+            if n != "*" && !predicates::registry::DEFAULT_ORDER.contains(&n.as_str()) {
                 return Err(ConfigError::UnknownPredicate(n.clone(), known()));
             }
         }
         let all_off = self.predicates.disabled.iter().any(|d| d == "*");
-        let mut names: Vec<String> = predicates::DEFAULT_ORDER
+        let mut names: Vec<String> = predicates::registry::DEFAULT_ORDER
             .iter()
             .filter(|n| !all_off && !self.predicates.disabled.iter().any(|d| d == *n))
             .map(|n| n.to_string())
@@ -169,14 +169,14 @@ impl SchedulerConfig {
 
     /// Enabled priorities with their weights.
     pub fn priority_weights(&self) -> Result<Vec<(String, i64)>, ConfigError> {
-        let known = || priorities::DEFAULT_WEIGHTS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
+        let known = || priorities::registry::DEFAULT_WEIGHTS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
         for n in self.priorities.disabled.iter().chain(self.priorities.enabled.iter().map(|w| &w.name)) {
-            if n != "*" && !priorities::DEFAULT_WEIGHTS.iter().any(|(k, _)| k == n) {
+            if n != "*" && !priorities::registry::DEFAULT_WEIGHTS.iter().any(|(k, _)| k == n) {
                 return Err(ConfigError::UnknownPriority(n.clone(), known()));
             }
         }
         let all_off = self.priorities.disabled.iter().any(|d| d == "*");
-        let mut out: Vec<(String, i64)> = priorities::DEFAULT_WEIGHTS
+        let mut out: Vec<(String, i64)> = priorities::registry::DEFAULT_WEIGHTS
             .iter()
             .filter(|(n, _)| !all_off && !self.priorities.disabled.iter().any(|d| d == n))
             .map(|(n, w)| (n.to_string(), *w))
@@ -191,11 +191,11 @@ impl SchedulerConfig {
     }
 
     pub fn build_predicates(&self) -> Result<Vec<Box<dyn Predicate>>, ConfigError> {
-        Ok(self.predicate_names()?.iter().filter_map(|n| predicates::by_name(n)).collect())
+        Ok(self.predicate_names()?.iter().filter_map(|n| predicates::registry::by_name(n)).collect())
     }
 
     pub fn build_priorities(&self) -> Result<Vec<(Box<dyn Priority>, i64)>, ConfigError> {
-        Ok(self.priority_weights()?.iter().filter_map(|(n, w)| priorities::by_name(n).map(|p| (p, *w))).collect())
+        Ok(self.priority_weights()?.iter().filter_map(|(n, w)| priorities::registry::by_name(n).map(|p| (p, *w))).collect())
     }
 }
 
@@ -213,12 +213,12 @@ mod tests {
 
     #[test]
     fn defaults_and_overrides() {
-        let all_p = predicates::DEFAULT_ORDER;
-        check("{}", all_p, priorities::DEFAULT_WEIGHTS);
+        let all_p = predicates::registry::DEFAULT_ORDER;
+        check("{}", all_p, priorities::registry::DEFAULT_WEIGHTS);
         check(
             "predicates: {disabled: [NodePorts, InterPodAffinity]}",
             &["NodeUnschedulable", "NodeName", "TaintToleration", "NodeAffinity", "NodeResourcesFit"],
-            priorities::DEFAULT_WEIGHTS,
+            priorities::registry::DEFAULT_WEIGHTS,
         );
         check(
             "predicates: {disabled: ['*'], enabled: [NodeResourcesFit]}\npriorities: {disabled: ['*'], enabled: [{name: NodeResourcesBalancedAllocation, weight: 5}]}",

@@ -75,9 +75,9 @@ pub struct CycleState {
     pub image_num_nodes: std::sync::Arc<HashMap<String, usize>>,
     pub pod_images: Vec<String>,
     /// NodeAffinity PreFilter: compiled nodeSelector + required node affinity.
-    pub required_node_affinity: crate::predicates::node_affinity::RequiredNodeAffinity,
+    pub required_node_affinity: crate::node_selector::RequiredNodeAffinity,
     /// NodeAffinity PreScore: (weight, compiled preferred term).
-    pub preferred_node_affinity: Vec<(i64, crate::predicates::node_affinity::Term)>,
+    pub preferred_node_affinity: Vec<(i64, crate::node_selector::Term)>,
 }
 
 /// No node can take the pod. Upstream `framework.FitError`.

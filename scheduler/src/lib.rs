@@ -10,6 +10,8 @@
 //! * [`anti_affinity_index`] — the snapshot's required anti-affinity counts
 //!   per distinct term, so PreFilter does not scan the cluster;
 //! * [`queue`] — the scheduling queue (activeQ, backoffQ, unschedulable pods);
+//! * [`node_selector`] — a pod's `nodeSelector` and node affinity terms,
+//!   compiled once and matched against nodes;
 //! * [`predicates`] — phase 1, *filter*: can this node take the pod?
 //! * [`priorities`] — phase 2, *score*: how good is this node?
 //! * [`select_host`] — phase 3: pick the best, ties round-robin;
@@ -49,6 +51,7 @@ pub mod cache;
 pub mod config;
 pub mod framework;
 pub mod node_info;
+pub mod node_selector;
 pub mod perf;
 pub mod predicates;
 pub mod priorities;

@@ -3,8 +3,8 @@
 //! for can be read and tested without a runtime.
 //!
 //! The labels matter: the kubelet finds its sandboxes and containers again
-//! (after a restart) by the `io.kubernetes.*` labels it set on them, not by
-//! any state of its own.
+//! (after a restart) by the `io.kubernetes.*` labels it set on them
+//! ([`crate::labels`]), not by any state of its own.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,13 +15,10 @@ use proto::runtime::v1::{
     LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata, PortMapping, Protocol,
 };
 
-pub const POD_NAME_LABEL: &str = "io.kubernetes.pod.name";
-pub const POD_NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
-pub const POD_UID_LABEL: &str = "io.kubernetes.pod.uid";
-pub const CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
+use crate::labels::{CONTAINER_NAME_LABEL, INIT_CONTAINER_LABEL, POD_NAME_LABEL, POD_NAMESPACE_LABEL, POD_UID_LABEL};
+
 /// Marks the kubelet's own objects (`io.kubernetes.container.logpath` is gone; this is kept).
 pub const CONTAINER_RESTART_COUNT: &str = "io.kubernetes.container.restartCount";
-pub const INIT_CONTAINER_LABEL: &str = "io.rkube.container.init";
 
 /// CPU shares for a request in millicores (`MilliCPUToShares`): 1024 per
 /// core, at least 2 (the kernel's minimum).

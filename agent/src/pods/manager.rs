@@ -25,8 +25,8 @@ use machinery::informer::{Event, Informer};
 use proto::runtime::v1 as cri;
 use tokio::sync::watch;
 
-use super::config::POD_UID_LABEL;
 use super::worker::{Backoff, PodContext, Worker};
+use crate::labels::POD_UID_LABEL;
 use crate::node::{self, NodeConfig, RuntimeHealth};
 use crate::options::{self, Options};
 use crate::runtime::cri::CriClient;
@@ -172,7 +172,7 @@ pub async fn run(client: Client, opts: Options) -> Result<()> {
     // The agent's API (logs, exec).
     let addr = format!("{}:{}", opts.address, opts.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
-    let _srv_guard = AbortOnDrop(tokio::spawn(crate::server::serve_node_api(listener, crate::server::NodeApi { cri: cri.clone(), pods: store.clone() })));
+    let _srv_guard = AbortOnDrop(tokio::spawn(crate::server::serve_node_api(listener, crate::node_api::NodeApi { cri: cri.clone(), pods: store.clone() })));
 
     let mut workers: HashMap<String, watch::Sender<Option<Arc<Pod>>>> = HashMap::new();
     let mut dispatch = |pod: Option<Arc<Pod>>, gone: Option<Arc<Pod>>| {

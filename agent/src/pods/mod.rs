@@ -1,9 +1,10 @@
-//! Pods on this node: status computation ([`status`]) and the per-pod
-//! workers that drive the container runtime ([`worker`]).
+//! Pods on this node: the per-pod workers that drive the container runtime
+//! ([`worker`]), what they ask the runtime for ([`config`]), and the loop
+//! that hands each pod to its worker ([`manager`]). The status pieces they
+//! compute are in [`crate::pod_status`], shared with the fake runtime.
 
 pub mod config;
 pub mod manager;
-pub mod status;
 pub mod worker;
 
 use anyhow::{Context, Result};

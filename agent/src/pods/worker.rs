@@ -37,8 +37,9 @@ use machinery::events::{EventRecorder, EventType};
 use proto::runtime::v1 as cri;
 use tokio::sync::{watch, Notify};
 
-use super::config::{self, CONTAINER_NAME_LABEL, POD_UID_LABEL};
-use super::status::{pod_conditions, qos_class, status_changed};
+use super::config;
+use crate::labels::{CONTAINER_NAME_LABEL, INIT_CONTAINER_LABEL, POD_UID_LABEL};
+use crate::pod_status::{pod_conditions, qos_class, status_changed};
 use crate::probes::{self, ProbeResults};
 use crate::runtime::cri::CriClient;
 
@@ -625,7 +626,7 @@ impl Worker {
         let containers = cli.runtime.list_containers(cri::ListContainersRequest { filter: Some(filter) }).await.context("ListContainers")?.into_inner().containers;
         let stops = containers.iter().filter(|c| c.state == cri::ContainerState::ContainerRunning as i32).map(|c| {
             let name = c.labels.get(CONTAINER_NAME_LABEL).cloned().unwrap_or_default();
-            let init = c.labels.contains_key(config::INIT_CONTAINER_LABEL);
+            let init = c.labels.contains_key(INIT_CONTAINER_LABEL);
             self.ctx.event(&self.pod, Some(&name), init, EventType::Normal, "Killing", &format!("Stopping container {name}"));
             let mut cli = self.ctx.cri.clone();
             let id = c.id.clone();

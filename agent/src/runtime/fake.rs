@@ -15,7 +15,7 @@ use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::{ContainerState, ContainerStateRunning, ContainerStatus, HostIP, Pod, PodIP, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::pods::status::{pod_conditions, qos_class};
+use crate::pod_status::{pod_conditions, qos_class};
 
 /// Pod IPs of one node, keyed by pod UID.
 #[derive(Debug)]

@@ -5,8 +5,18 @@
 //! through its Service's cluster IP with `nc` (there is no cluster DNS, so
 //! the IP is written into the script, as the `BACKEND_SERVICE_HOST`
 //! environment variable would give it).
+//!
+//! Deploying it ([`deploy`]) waits until the app answers through the
+//! frontend's ClusterIP and through the NodePort of every node.
 
+use std::time::Duration;
+
+use anyhow::bail;
 use serde_json::{json, Value};
+
+use super::kubectl::{kubectl, kubectl_apply};
+use super::spec::Spec;
+use super::wait::wait_for;
 
 pub const IMAGE: &str = "docker.io/rkube/busybox:1";
 pub const PORT: u16 = 8080;
@@ -69,6 +79,59 @@ pub fn frontend(replicas: u32, backend_ip: &str) -> Value {
     let call = format!("\\$(printf 'GET {PATH} HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {backend_ip} 80 | tail -n 1)");
     let script = httpd(&format!("echo \"frontend $(hostname) -> {call}\""));
     json!({"apiVersion": "v1", "kind": "List", "items": [service("frontend", "NodePort"), deployment("frontend", replicas, &script)]})
+}
+
+/// Applies both tiers and waits until the frontend answers everywhere.
+pub fn deploy(spec: &Spec) -> anyhow::Result<()> {
+    // The demo's pods run as the `default` ServiceAccount, which the
+    // controller manager's serviceaccount controller creates; the
+    // ServiceAccount admission plugin refuses pods until it exists.
+    wait_for("the default ServiceAccount", Duration::from_secs(60), || {
+        Ok(kubectl(spec, &["get", "serviceaccount", "default", "-n", "default", "-o", "name"]).ok())
+    })?;
+    kubectl_apply(spec, &backend(2))?;
+    let backend_ip = kubectl(spec, &["get", "service", "backend", "-o", "jsonpath={.spec.clusterIP}"])?;
+    kubectl_apply(spec, &frontend(spec.nodes.max(2) + 1, backend_ip.trim()))?;
+    for d in ["backend", "frontend"] {
+        kubectl(spec, &["rollout", "status", &format!("deployment/{d}"), "--timeout=180s"])?;
+    }
+    // The Endpoints controller and every node's proxy follow, each at its
+    // own pace; wait until the app answers through the ClusterIP and through
+    // the NodePort of every node, so the summary never races a proxy sync.
+    wait_for("frontend answering through its ClusterIP", Duration::from_secs(60), || {
+        Ok(fetch_cluster_ip(spec, "frontend").ok().filter(|a| a.contains("backend")))
+    })?;
+    for n in spec.node_range() {
+        wait_for(&format!("frontend answering through the NodePort of node {n}"), Duration::from_secs(60), || {
+            Ok(fetch_node_port(spec, n).ok().filter(|a| a.contains("backend")))
+        })?;
+    }
+    Ok(())
+}
+
+/// GET the demo path from inside `netns` (a thread that entered it).
+pub fn http_get_in_netns(netns: &str, addr: String) -> anyhow::Result<(u16, String)> {
+    machinery::netns::run(netns, move || crate::cluster::http_get(&addr, PATH))?
+}
+
+/// The demo answer through `service`'s ClusterIP, asked from node 1.
+pub fn fetch_cluster_ip(spec: &Spec, service: &str) -> anyhow::Result<String> {
+    let ip = kubectl(spec, &["get", "service", service, "-o", "jsonpath={.spec.clusterIP}"])?;
+    let (status, body) = http_get_in_netns(&spec.netns(1), format!("{}:80", ip.trim()))?;
+    if status != 200 {
+        bail!("HTTP {status}");
+    }
+    Ok(body.trim().to_string())
+}
+
+/// The demo answer through the frontend's NodePort on node `n`, asked from the host.
+pub fn fetch_node_port(spec: &Spec, n: u32) -> anyhow::Result<String> {
+    let port = kubectl(spec, &["get", "service", "frontend", "-o", "jsonpath={.spec.ports[0].nodePort}"])?;
+    let (status, body) = crate::cluster::http_get(&format!("{}:{}", spec.node_ip(n), port.trim()), PATH)?;
+    if status != 200 {
+        bail!("HTTP {status}");
+    }
+    Ok(body.trim().to_string())
 }
 
 #[cfg(test)]

@@ -34,32 +34,19 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::control_plane::{apiserver_args, controller_args, scheduler_args};
+use super::kubectl::kubectl;
+use super::progress::step;
 use super::spec::{HaPorts, Spec};
 use super::supervise::Supervisor;
-use crate::commands::up::{self, Binaries};
-use crate::procs::free_port;
+use super::wait::{wait_component_healthy, wait_for};
+use super::{run_cmd, which, Binaries};
 
+// How many of each member the HA control plane runs.
 pub const ETCD_MEMBERS: usize = 3;
 pub const APISERVERS: usize = 3;
 pub const CONTROLLERS: usize = 2;
 pub const SCHEDULERS: usize = 2;
-
-impl HaPorts {
-    pub fn allocate() -> anyhow::Result<HaPorts> {
-        let mut etcd = Vec::new();
-        for _ in 0..ETCD_MEMBERS {
-            etcd.push((free_port()?, free_port()?));
-        }
-        let many = |n: usize| -> anyhow::Result<Vec<u16>> { (0..n).map(|_| free_port()).collect() };
-        Ok(HaPorts {
-            etcd,
-            apiserver_insecure: many(APISERVERS)?,
-            controller: many(CONTROLLERS)?,
-            scheduler: many(SCHEDULERS)?,
-            haproxy_monitor: free_port()?,
-        })
-    }
-}
 
 /// The etcd members' `--initial-cluster`.
 fn initial_cluster(h: &HaPorts) -> String {
@@ -69,7 +56,7 @@ fn initial_cluster(h: &HaPorts) -> String {
 /// Starts the three etcd members and waits until each reports healthy
 /// (which needs a leader, so a quorum).
 pub fn start_etcd(spec: &Spec, sup: &Supervisor, h: &HaPorts) -> anyhow::Result<()> {
-    let etcd = up::which("etcd")?;
+    let etcd = which("etcd")?;
     for (i, (c, p)) in h.etcd.iter().enumerate() {
         let name = format!("etcd-{}", i + 1);
         let client = format!("http://127.0.0.1:{c}");
@@ -91,7 +78,7 @@ pub fn start_etcd(spec: &Spec, sup: &Supervisor, h: &HaPorts) -> anyhow::Result<
         sup.start(&name, None, Path::new(&etcd), &args)?;
     }
     for i in 1..=h.etcd.len() {
-        up::wait_component_healthy(spec, sup, &format!("etcd-{i}"))?;
+        wait_component_healthy(spec, sup, &format!("etcd-{i}"))?;
     }
     Ok(())
 }
@@ -123,45 +110,45 @@ pub fn haproxy_config(spec: &Spec, h: &HaPorts) -> String {
 /// Apiservers, HAProxy, controllers and schedulers.
 pub fn start_control_plane(spec: &Spec, sup: &Supervisor, bins: &Binaries, h: &HaPorts) -> anyhow::Result<()> {
     let etcd_servers = spec.etcd_urls().join(",");
-    crate::cluster::progress::step(&format!("{} rkube-apiservers on {}", h.apiserver_insecure.len(), ips(spec)), || {
+    step(&format!("{} rkube-apiservers on {}", h.apiserver_insecure.len(), ips(spec)), || {
         for (i, port) in h.apiserver_insecure.iter().enumerate() {
             let ip = spec.apiserver_ip(i as u32 + 1);
-            let mut args = up::apiserver_args(spec, &etcd_servers, &ip.to_string(), *port);
+            let mut args = apiserver_args(spec, &etcd_servers, &ip.to_string(), *port);
             args.push(format!("--advertise-address={ip}"));
             sup.start(&format!("apiserver-{}", i + 1), None, &bins.apiserver, &args)?;
         }
         for i in 1..=h.apiserver_insecure.len() {
-            up::wait_component_healthy(spec, sup, &format!("apiserver-{i}"))?;
+            wait_component_healthy(spec, sup, &format!("apiserver-{i}"))?;
         }
         Ok(())
     })?;
-    crate::cluster::progress::step(&format!("haproxy on {} (checks /readyz of each apiserver)", spec.apiserver_url()), || {
+    step(&format!("haproxy on {} (checks /readyz of each apiserver)", spec.apiserver_url()), || {
         let cfg = spec.state_dir.join("haproxy.cfg");
         std::fs::write(&cfg, haproxy_config(spec, h))?;
-        let haproxy = up::which("haproxy")?;
-        crate::cluster::run_cmd(&haproxy, &["-c", "-q", "-f", &cfg.to_string_lossy()])?;
+        let haproxy = which("haproxy")?;
+        run_cmd(&haproxy, &["-c", "-q", "-f", &cfg.to_string_lossy()])?;
         // -db: stay in the foreground (the supervisor keeps the pid).
         sup.start("haproxy", None, Path::new(&haproxy), &["-db".into(), "-f".into(), cfg.to_string_lossy().into_owned()])?;
-        up::wait_component_healthy(spec, sup, "haproxy")?;
+        wait_component_healthy(spec, sup, "haproxy")?;
         // Through HAProxy, over TLS, with the admin's certificate.
-        up::wait_for("kubectl through haproxy", Duration::from_secs(30), || Ok(up::kubectl(spec, &["get", "--raw", "/readyz"]).ok()))?;
+        wait_for("kubectl through haproxy", Duration::from_secs(30), || Ok(kubectl(spec, &["get", "--raw", "/readyz"]).ok()))?;
         Ok(())
     })?;
-    crate::cluster::progress::step(&format!("{} rkube-controllers (leader election)", h.controller.len()), || {
+    step(&format!("{} rkube-controllers (leader election)", h.controller.len()), || {
         for (i, port) in h.controller.iter().enumerate() {
-            sup.start(&format!("controller-{}", i + 1), None, &bins.controller, &up::controller_args(spec, *port))?;
+            sup.start(&format!("controller-{}", i + 1), None, &bins.controller, &controller_args(spec, *port))?;
         }
         for i in 1..=h.controller.len() {
-            up::wait_component_healthy(spec, sup, &format!("controller-{i}"))?;
+            wait_component_healthy(spec, sup, &format!("controller-{i}"))?;
         }
         Ok(())
     })?;
-    crate::cluster::progress::step(&format!("{} rkube-schedulers (leader election)", h.scheduler.len()), || {
+    step(&format!("{} rkube-schedulers (leader election)", h.scheduler.len()), || {
         for (i, port) in h.scheduler.iter().enumerate() {
-            sup.start(&format!("scheduler-{}", i + 1), None, &bins.scheduler, &up::scheduler_args(spec, *port))?;
+            sup.start(&format!("scheduler-{}", i + 1), None, &bins.scheduler, &scheduler_args(spec, *port))?;
         }
         for i in 1..=h.scheduler.len() {
-            up::wait_component_healthy(spec, sup, &format!("scheduler-{i}"))?;
+            wait_component_healthy(spec, sup, &format!("scheduler-{i}"))?;
         }
         Ok(())
     })?;

@@ -11,21 +11,42 @@
 //! nodes never fight over one nat table, and removing the namespace removes
 //! every rule, veth and bridge the node made.
 //!
+//! This directory is the library; `crate::commands` only turns command-line
+//! options into calls to it.
+//!
+//! * [`up`] — `rkube up`'s bootstrap, step by step, in kubeadm's phase order.
 //! * [`spec`] — names, addresses and ports of one cluster (`cluster.json`).
 //! * [`supervise`] — daemon processes: setsid, pid files, logs, stop.
 //! * [`network`] — host bridge, node namespaces, veths, routes.
+//! * [`pki`] — the cluster CA, certificates and kubeconfigs.
+//! * [`control_plane`] — etcd, apiserver, controller manager, scheduler,
+//!   and the flags each is started with.
 //! * [`ha`] — the high-availability control plane of `rkube up --ha`.
-//! * [`demo`] — the demo application's manifests.
+//! * [`node`] — one node: containerd, agent and proxy in its namespace.
+//! * [`demo`] — the demo application: its manifests, deploying it, asking it.
+//! * [`wait`] — waiting for a condition, or for a component to be healthy.
+//! * [`kubectl`] — kubectl as the cluster admin.
 //! * [`progress`] — the one-line-per-step progress display.
+//!
+//! This module holds what all of them use: the state directory, running a
+//! command, finding a program or the component binaries, a plain HTTP GET.
 
+pub mod control_plane;
 pub mod demo;
 pub mod ha;
+pub mod kubectl;
 pub mod network;
+pub mod node;
+pub mod pki;
 pub mod progress;
 pub mod spec;
 pub mod supervise;
+pub mod up;
+pub mod wait;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
 
 /// `/var/lib/rkube` for root, else `~/.rkube`.
 pub fn default_state_dir() -> PathBuf {
@@ -58,6 +79,49 @@ pub fn run_cmd(program: &str, args: &[&str]) -> anyhow::Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The path of `cmd` in `PATH`.
+pub fn which(cmd: &str) -> anyhow::Result<String> {
+    let p = std::env::var_os("PATH").context("no PATH")?;
+    std::env::split_paths(&p)
+        .map(|d| d.join(cmd))
+        .find(|p| p.is_file())
+        .map(|p| p.to_string_lossy().into_owned())
+        .with_context(|| format!("{cmd} not found in PATH"))
+}
+
+/// The component binaries `rkube up` starts.
+pub struct Binaries {
+    pub apiserver: PathBuf,
+    pub controller: PathBuf,
+    pub scheduler: PathBuf,
+    pub agent: PathBuf,
+    pub proxy: PathBuf,
+}
+
+impl Binaries {
+    /// In `dir`, or else next to the running `rkube`.
+    pub fn find(dir: Option<&Path>) -> anyhow::Result<Self> {
+        let dir = match dir {
+            Some(d) => d.to_path_buf(),
+            None => std::env::current_exe()?.parent().context("no parent dir")?.to_path_buf(),
+        };
+        let f = |name: &str| -> anyhow::Result<PathBuf> {
+            let p = dir.join(name);
+            if !p.exists() {
+                bail!("{} not found: build it with `cargo build --release -p {name}`", p.display());
+            }
+            Ok(std::fs::canonicalize(p)?)
+        };
+        Ok(Binaries {
+            apiserver: f("rkube-apiserver")?,
+            controller: f("rkube-controller")?,
+            scheduler: f("rkube-scheduler")?,
+            agent: f("rkube-agent")?,
+            proxy: f("rkube-proxy")?,
+        })
+    }
 }
 
 /// A plain-HTTP GET (health endpoints, the demo app): (status, body).

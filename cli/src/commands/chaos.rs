@@ -129,7 +129,7 @@ pub fn run(o: Options) -> anyhow::Result<()> {
         sup.restart(c).with_context(|| format!("starting {c}, which was not running"))?;
     }
     for c in spec.control_plane() {
-        crate::commands::up::wait_component_healthy(&spec, &sup, &c)?;
+        crate::cluster::wait::wait_component_healthy(&spec, &sup, &c)?;
     }
     let seed = o.seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1));
     println!("rkube chaos: {:?} of faults against the cluster in {} (seed {seed}){}", o.duration, state_dir.display(),
@@ -502,7 +502,7 @@ async fn chaos(o: &Options, spec: &Spec, sup: &Supervisor, seed: u64) -> anyhow:
         }
     }
     for c in spec.control_plane() {
-        tokio::task::block_in_place(|| crate::commands::up::wait_component_healthy(spec, sup, &c))?;
+        tokio::task::block_in_place(|| crate::cluster::wait::wait_component_healthy(spec, sup, &c))?;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = writer.await;

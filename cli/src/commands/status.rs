@@ -58,7 +58,7 @@ pub fn rows(spec: &Spec) -> Vec<Row> {
                             .enable_all()
                             .build()
                             .map_err(anyhow::Error::from)
-                            .and_then(|rt| rt.block_on(crate::commands::up::cri_ready(&endpoint)));
+                            .and_then(|rt| rt.block_on(crate::cluster::node::cri_ready(&endpoint)));
                         match r {
                             Ok(()) => "ok (CRI ready)".into(),
                             Err(e) => format!("CRI: {e:#}"),
@@ -97,7 +97,7 @@ pub fn run(o: Options) -> anyhow::Result<()> {
         println!("{:<20} {:>8}  {:<30} {}", r.name, pid, r.health, r.version);
     }
     if apiserver_running(&rows) {
-        match crate::commands::up::kubectl(&spec, &["get", "nodes", "-o", "wide"]) {
+        match crate::cluster::kubectl::kubectl(&spec, &["get", "nodes", "-o", "wide"]) {
             Ok(out) => println!("\n{out}"),
             Err(e) => println!("\nnodes: {e:#}"),
         }

@@ -3,6 +3,10 @@
 //! [`MAX_NODE_SCORE`] (100), after its own normalisation over all feasible
 //! nodes (upstream `NormalizeScore`); the node's total is
 //! `Σ weight × score`. The weights come from the configuration.
+//!
+//! This module is the [`Priority`] trait (upstream's `ScorePlugin`
+//! interface) and the normalisation most priorities share; each priority is
+//! a child module implementing it, and [`registry`] builds them by name.
 
 use crate::cache::Snapshot;
 use crate::framework::CycleState;
@@ -12,6 +16,7 @@ pub mod balanced_allocation;
 pub mod image_locality;
 pub mod least_requested;
 pub mod node_affinity;
+pub mod registry;
 pub mod selector_spreading;
 pub mod taint_toleration;
 
@@ -43,30 +48,6 @@ pub fn default_normalize(scores: &mut [i64], reverse: bool) {
         let v = MAX_NODE_SCORE * *s / max;
         *s = if reverse { MAX_NODE_SCORE - v } else { v };
     }
-}
-
-/// Every priority with upstream's default weight (v1.32 default profile;
-/// SelectorSpread, which the default profile replaced by
-/// PodTopologySpread's system defaults, gets PodTopologySpread's weight 2).
-pub const DEFAULT_WEIGHTS: &[(&str, i64)] = &[
-    (least_requested::NAME, 1),
-    (balanced_allocation::NAME, 1),
-    (image_locality::NAME, 1),
-    (node_affinity::NAME, 2),
-    (taint_toleration::NAME, 3),
-    (selector_spreading::NAME, 2),
-];
-
-pub fn by_name(name: &str) -> Option<Box<dyn Priority>> {
-    Some(match name {
-        least_requested::NAME => Box::new(least_requested::LeastRequested),
-        balanced_allocation::NAME => Box::new(balanced_allocation::BalancedAllocation),
-        image_locality::NAME => Box::new(image_locality::ImageLocality),
-        node_affinity::NAME => Box::new(node_affinity::PreferredNodeAffinity),
-        taint_toleration::NAME => Box::new(taint_toleration::PreferNoScheduleTaints),
-        selector_spreading::NAME => Box::new(selector_spreading::SelectorSpread),
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

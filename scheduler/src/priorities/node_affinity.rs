@@ -8,7 +8,7 @@ use super::{default_normalize, Priority};
 use crate::cache::Snapshot;
 use crate::framework::CycleState;
 use crate::node_info::{NodeInfo, PodInfo};
-use crate::predicates::node_affinity::Term;
+use crate::node_selector::Term;
 
 pub const NAME: &str = "NodeAffinity";
 

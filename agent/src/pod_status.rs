@@ -1,5 +1,7 @@
 //! Pod status pieces shared by the real and the fake runtime: the QoS class,
-//! the four pod conditions, and "did anything but timestamps change".
+//! the four pod conditions, and "did anything but timestamps change". A leaf
+//! module: the pod workers ([`crate::pods`]) and the fake runtime
+//! ([`crate::runtime::fake`]) both build statuses from it.
 //!
 //! Kubernetes computes a pod's status on its node (the kubelet's
 //! `generateAPIPodStatus`) and writes it through `pods/<name>/status`; the
