@@ -75,7 +75,11 @@ impl Supervisor {
         };
         cmd.args(args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         // A new session: no controlling terminal, not killed with the shell
-        // that ran `rkube up`.
+        // that ran `rkube up`. `setsid` must run in the child between fork
+        // and exec, which only `pre_exec` offers (std has no safe setsid;
+        // `process_group` makes a group, not a session); setsid is
+        // async-signal-safe, as pre_exec requires.
+        #[allow(unsafe_code)]
         unsafe {
             cmd.pre_exec(|| {
                 nix::unistd::setsid().map_err(std::io::Error::from)?;

@@ -29,14 +29,13 @@ impl DeploymentController {
     ) -> anyhow::Result<(Option<ReplicaSet>, Vec<ReplicaSet>)> {
         let existing = find_new_rs(d, rs_list);
         let old = old_rss(rs_list, existing.as_ref());
-        let new_rs = self.get_new_rs(d, rs_list, existing, &old, create).await?;
+        let new_rs = self.get_new_rs(d, existing, &old, create).await?;
         Ok((new_rs, old))
     }
 
     async fn get_new_rs(
         &self,
         d: &mut Deployment,
-        rs_list: &[ReplicaSet],
         existing: Option<ReplicaSet>,
         old: &[ReplicaSet],
         create: bool,
@@ -110,7 +109,6 @@ impl DeploymentController {
                 return Err(e).context("creating replica set");
             }
         };
-        let _ = rs_list;
         if new_replicas > 0 {
             self.recorder.event(d, EventType::Normal, "ScalingReplicaSet", &format!("Scaled up replica set {} from 0 to {new_replicas}", name(&created.metadata)));
         }
