@@ -55,6 +55,27 @@ impl Controller {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Its `/metrics` text, or None while it does not answer.
+    pub fn metrics(&self) -> Option<String> {
+        e2e::try_http(&self.health_url, "GET", "/metrics", None, b"").ok().filter(|r| r.status == 200).map(|r| r.text())
+    }
+
+    /// Adds so far to the work queue `queue` (0 before the queue exists).
+    pub fn queue_adds(&self, queue: &str) -> f64 {
+        self.metrics().and_then(|m| e2e::metric(&m, &format!("workqueue_adds_total{{name=\"{queue}\"}}"))).unwrap_or(0.0)
+    }
+
+    /// Waits until the work queue `queue` has taken more than `adds_before`
+    /// keys and has processed every key it took (see
+    /// [`e2e::work_queue_drained`]): proof that the controller looked at
+    /// what changed since `adds_before` was read, and finished acting on it.
+    pub async fn wait_drained(&self, queue: &str, adds_before: f64) {
+        eventually(&format!("the {queue} work queue to take new keys and drain"), WAIT, || async {
+            self.metrics().and_then(|m| e2e::work_queue_drained(&m, queue)).filter(|adds| *adds > adds_before)
+        })
+        .await;
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -22,11 +22,18 @@ pub fn run(cmd: &mut Command) -> String {
 pub struct Component {
     child: Child,
     pub log: PathBuf,
+    /// Its plain-HTTP health port (`/healthz`, `/metrics`).
+    pub health_url: String,
 }
 
 impl Component {
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Its `/metrics` text, or None while it does not answer.
+    pub fn metrics(&self) -> Option<String> {
+        e2e::try_http(&self.health_url, "GET", "/metrics", None, b"").ok().filter(|r| r.status == 200).map(|r| r.text())
     }
 }
 
@@ -105,7 +112,7 @@ impl Secure {
                 Ok(())
             });
         }
-        Component { child: cmd.spawn().unwrap(), log }
+        Component { child: cmd.spawn().unwrap(), log, health_url: format!("http://127.0.0.1:{port}") }
     }
 
     /// A file of the PKI `rkube certs` wrote.
@@ -119,7 +126,7 @@ impl Secure {
     }
 
     pub fn kubectl(&self, kubeconfig: &Path, args: &[&str]) -> Output {
-        Command::new("kubectl").env("KUBECONFIG", kubeconfig).env("HOME", self.dir.path()).args(args).output().unwrap()
+        e2e::kubectl_command("default", kubeconfig, self.dir.path()).args(args).output().unwrap()
     }
 
     pub fn admin_kubeconfig(&self) -> PathBuf {
