@@ -63,10 +63,9 @@ async fn leaked_values_are_freed_and_unmarked_ones_marked() {
         (code == 422).then_some(())
     });
     e2e::eventually_blocking("the NodePort to be marked again", Duration::from_secs(20), || {
-        let (code, s) = create(&c, "probe2", None, Some(port));
+        let (code, _) = create(&c, "probe2", None, Some(port));
         if code == 201 {
             // Created before the NodePort record was rebuilt: undo and retry.
-            let _ = s;
             e2e::http(&c.api.url, "DELETE", "/api/v1/namespaces/default/services/probe2", None, b"");
         }
         (code == 422).then_some(())
