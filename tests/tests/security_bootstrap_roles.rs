@@ -471,28 +471,8 @@ const DIFFERENCES: &[(&str, &str, &str, &str)] = &[
     // above), and rkube-agent never evicts through the API — it has no
     // node-pressure eviction, the kubelet code that does.
     ("system:node", "create", "pods/eviction", "rkube-agent does not evict through the API"),
-    // Not on purpose: rkube's system:aggregate-to-edit lets edit read
-    // services/proxy but not write through it, while rkube's services/proxy
-    // passes every method on to the Service (apiserver/src/node_proxy.rs).
-    // Upstream's lets edit (and admin, which aggregates edit) write too.
-    ("system:aggregate-to-edit", "create", "services/proxy", GAP_SERVICES_PROXY),
-    ("system:aggregate-to-edit", "update", "services/proxy", GAP_SERVICES_PROXY),
-    ("system:aggregate-to-edit", "patch", "services/proxy", GAP_SERVICES_PROXY),
-    ("system:aggregate-to-edit", "delete", "services/proxy", GAP_SERVICES_PROXY),
-    ("system:aggregate-to-edit", "deletecollection", "services/proxy", GAP_SERVICES_PROXY),
-    ("edit", "create", "services/proxy", GAP_SERVICES_PROXY),
-    ("edit", "update", "services/proxy", GAP_SERVICES_PROXY),
-    ("edit", "patch", "services/proxy", GAP_SERVICES_PROXY),
-    ("edit", "delete", "services/proxy", GAP_SERVICES_PROXY),
-    ("edit", "deletecollection", "services/proxy", GAP_SERVICES_PROXY),
-    ("admin", "create", "services/proxy", GAP_SERVICES_PROXY),
-    ("admin", "update", "services/proxy", GAP_SERVICES_PROXY),
-    ("admin", "patch", "services/proxy", GAP_SERVICES_PROXY),
-    ("admin", "delete", "services/proxy", GAP_SERVICES_PROXY),
-    ("admin", "deletecollection", "services/proxy", GAP_SERVICES_PROXY),
 ];
 
-const GAP_SERVICES_PROXY: &str = "missing from rkube's aggregate-to-edit write rule (a gap to close in the bootstrap policy)";
 
 /// Every (group, resource) the apiserver serves, subresources included,
 /// from its discovery documents.
