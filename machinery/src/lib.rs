@@ -7,6 +7,8 @@
 //! - [`quantity`]: resource quantities (`100m`, `1Gi`) as numbers.
 //! - [`names`]: `generateName`-style names (prefix + random suffix).
 //! - [`quota`]: what objects count against a ResourceQuota.
+//! - [`qos`]: a pod's QoS class (Guaranteed, Burstable, BestEffort), the
+//!   one computation the apiserver and the node agent share.
 //! - [`routes`]: is an address on one of this machine's own networks (the
 //!   guard before dialing a pod address; reads the route table in `/proc`).
 //!
@@ -24,6 +26,7 @@ pub mod quantity;
 pub mod duration;
 pub mod names;
 pub mod quota;
+pub mod qos;
 pub mod routes;
 
 #[cfg(feature = "client")]
