@@ -264,7 +264,7 @@ impl Chain {
         let mut out = Admitted::default();
         for p in &self.plugins {
             let changed = match p {
-                // Run by the registry, which reads the namespace.
+                // Run by the write checks (`security.rs`), which read the namespace.
                 Plugin::NamespaceLifecycle => false,
                 Plugin::LimitRanger => limit_ranger::admit(req, object, ns.limit_ranges),
                 Plugin::ServiceAccount => service_account::admit(req, object, ns.service_account_exists)?,
