@@ -6,7 +6,7 @@
 //! apiserver only stores it.
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus};
+use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// The pod's QoS class (`v1qos.GetPodQOS`): the class the apiserver
@@ -73,7 +73,7 @@ pub fn status_changed(old: Option<&PodStatus>, new: &PodStatus) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{Container, PodSpec, ResourceRequirements};
+    use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, ResourceRequirements};
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
     fn pod(resources: &[(&[(&str, &str)], &[(&str, &str)])]) -> Pod {
