@@ -17,7 +17,7 @@ impl Strategy for DeploymentStrategy {
         true
     }
 
-    fn default(&self, obj: &mut Value) {
+    fn set_defaults(&self, obj: &mut Value) {
         defaults::deployment(obj);
     }
 

@@ -25,7 +25,7 @@ impl Strategy for EventStrategy {
         ]
     }
 
-    fn default(&self, obj: &mut Value) {
+    fn set_defaults(&self, obj: &mut Value) {
         defaults::event(obj);
     }
 }

@@ -32,7 +32,7 @@ impl Strategy for NamespaceStrategy {
         &["status.phase"]
     }
 
-    fn default(&self, obj: &mut Value) {
+    fn set_defaults(&self, obj: &mut Value) {
         defaults::namespace(obj);
     }
 

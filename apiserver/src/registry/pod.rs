@@ -36,7 +36,7 @@ impl Strategy for PodStrategy {
         true
     }
 
-    fn default(&self, obj: &mut Value) {
+    fn set_defaults(&self, obj: &mut Value) {
         defaults::pod(obj);
     }
 
@@ -171,7 +171,7 @@ mod tests {
         ] {
             // As stored: defaulted first (requests from limits), then prepared.
             let mut p = pod(resources.clone());
-            PodStrategy.default(&mut p);
+            PodStrategy.set_defaults(&mut p);
             PodStrategy.prepare_for_create(&mut p);
             assert_eq!(p["status"]["qosClass"], expected, "{resources}");
             // The same answer without defaulting.

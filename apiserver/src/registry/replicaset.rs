@@ -21,7 +21,7 @@ impl Strategy for ReplicaSetStrategy {
         true
     }
 
-    fn default(&self, obj: &mut Value) {
+    fn set_defaults(&self, obj: &mut Value) {
         defaults::replica_set(obj);
     }
 

@@ -15,7 +15,7 @@ impl Strategy for SecretStrategy {
         &["type"]
     }
 
-    fn default(&self, obj: &mut Value) {
+    fn set_defaults(&self, obj: &mut Value) {
         defaults::secret(obj);
     }
 

@@ -32,7 +32,7 @@ impl Strategy for ServiceStrategy {
         true
     }
 
-    fn default(&self, obj: &mut Value) {
+    fn set_defaults(&self, obj: &mut Value) {
         defaults::service(obj);
     }
 

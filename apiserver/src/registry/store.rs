@@ -6,10 +6,11 @@
 //! [`WriteChecks`] from the handler. Lists and watches are in
 //! [`super::list`] and [`super::watch`].
 //!
-//! Every write follows the same path:
-//! decode → admission → prepare (server-set fields) → default → validate →
-//! etcd transaction. A rejected request returns before the transaction, so
-//! it writes nothing. Updates and deletes go through one read-modify-write
+//! Every write follows the same path: decode → server-set fields →
+//! defaults → mutating admission → the strategy's prepare → validation →
+//! validating admission → etcd transaction (the order is spelled out in
+//! [`super::strategy`]). A rejected request returns before the transaction,
+//! so it writes nothing. Updates and deletes go through one read-modify-write
 //! loop, `Registry::guaranteed_update` (upstream `GuaranteedUpdate`).
 
 use std::collections::HashMap;
@@ -202,7 +203,7 @@ impl Registry {
         if let Some(f) = applied_fields {
             obj["metadata"]["managedFields"] = f;
         }
-        strategy.default(&mut obj);
+        strategy.set_defaults(&mut obj);
         // Mutating admission, then the strategy, validation, validating
         // admission — upstream's order.
         let admitted = checks.admit_create(ri, &mut obj).await?;
@@ -520,7 +521,7 @@ impl Registry {
         let incoming_fields = new["metadata"].get("managedFields").cloned();
         before_update(r, sub, &mut new, &old)?;
         strategy.prepare_for_update(sub, &mut new, &old);
-        strategy.default(&mut new);
+        strategy.set_defaults(&mut new);
         Self::manage_fields(ri, q, opts, &old, &mut new, incoming_fields);
         // The requester's checks (RBAC escalation prevention), before
         // validation as upstream.

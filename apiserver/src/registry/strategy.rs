@@ -8,11 +8,12 @@
 //! and calls it at fixed points:
 //!
 //! ```text
-//! create: decode → system fields → default → mutating admission
+//! create: decode → system fields → set_defaults → mutating admission
 //!         → prepare_for_create → validate → validating admission
 //!         → canonicalize → begin_create → etcd
-//! update: read → compute → subresource reset → prepare_for_update → default
-//!         → validate + validate_update → begin_update → canonicalize → etcd (CAS)
+//! update: read → compute → subresource reset → prepare_for_update
+//!         → set_defaults → validate + validate_update → begin_update
+//!         → canonicalize → etcd (CAS)
 //! delete: read → before_delete (graceful?) → finalizers → etcd (CAS) → after_delete
 //! ```
 //!
@@ -83,7 +84,7 @@ pub trait Strategy: Send + Sync {
 
     /// Fills in what a client left out (upstream `SetDefaults_<Kind>`;
     /// [`super::defaults`]). Runs on every create and update.
-    fn default(&self, _obj: &mut Value) {}
+    fn set_defaults(&self, _obj: &mut Value) {}
 
     /// Server-set fields of a new object: its initial status (upstream
     /// `PrepareForCreate`). Runs after mutating admission, so it sees the
