@@ -14,8 +14,9 @@
 //! - **NamespaceLifecycle** — no new objects in a namespace that does not
 //!   exist or is being deleted, and the immortal namespaces (`default`,
 //!   `kube-system`, `kube-public`) may not be deleted. It needs live state
-//!   (the namespace), so the registry runs it (`Registry::admit_namespace`);
-//!   here it is only a name in the chain, so it can be disabled.
+//!   (the namespace), so the write checks run it (`security::Checks`,
+//!   which the handler hands the registry); here it is only a name in the
+//!   chain, so it can be disabled.
 //! - [`limit_ranger`] — **LimitRanger**: default container requests/limits
 //!   from the namespace's LimitRanges (mutating), and enforce their
 //!   min/max (validating).
@@ -264,7 +265,7 @@ impl Chain {
         let mut out = Admitted::default();
         for p in &self.plugins {
             let changed = match p {
-                // Run by the registry, which reads the namespace.
+                // Run by the write checks (`security.rs`), which read the namespace.
                 Plugin::NamespaceLifecycle => false,
                 Plugin::LimitRanger => limit_ranger::admit(req, object, ns.limit_ranges),
                 Plugin::ServiceAccount => service_account::admit(req, object, ns.service_account_exists)?,
