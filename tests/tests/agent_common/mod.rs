@@ -2,9 +2,8 @@
 //! process (killed on drop, and with the test process), and poll the API.
 #![allow(dead_code)]
 
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use e2e::Cluster;
@@ -25,17 +24,10 @@ impl Agent {
     fn spawn(cluster: &Cluster, args: Vec<String>) -> Agent {
         let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
         let log = cluster.dir.path().join(format!("agent-{n}.log"));
-        let out = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(e2e::bin("rkube-agent"));
-        cmd.arg(format!("--master={}", cluster.api.url)).args(&args).stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(out);
+        cmd.arg(format!("--master={}", cluster.api.url)).args(&args);
         cmd.env("RUST_LOG", "info");
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().expect("start rkube-agent");
+        let child = e2e::spawn_logged(cmd, &log);
         Agent { child, log, args }
     }
 
