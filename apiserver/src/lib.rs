@@ -15,9 +15,11 @@
 //!   `list.rs` and `watch.rs`), one strategy per kind that has rules of its
 //!   own (`registry/pod.rs`, `service.rs`, `namespace.rs`, ... — defaults,
 //!   validation, what create, update and delete mean for it), the table of
-//!   which strategy serves which resource (`registry/kinds.rs`), and the
-//!   subresources (`registry/subresources/`: status, scale, binding,
-//!   eviction, ephemeralcontainers, finalize). Admission and the
+//!   which strategy serves which resource (`registry/kinds.rs`), what a
+//!   write through a subresource may change (`registry/subresources/`:
+//!   status, ephemeralcontainers, finalize, ...), and the handlers of the
+//!   subresources with a body of their own, above the store
+//!   (`registry/rest/`: binding, eviction, scale). Admission and the
 //!   requester's RBAC checks reach it through `registry/checks.rs`;
 //! - [`apply`] and [`patch`]: server-side apply and the patch formats the
 //!   registry applies inside its update loop;

@@ -259,7 +259,9 @@ impl ApiServer {
                 "the server does not allow this method on the requested resource",
             )),
             (Verb::Create, _) => reg.create(ri, q, decode(content_type, &body)?, checks).await,
+            (Verb::Update, Some("scale")) => reg.update_scale(ri, q, decode(content_type, &body)?, checks).await,
             (Verb::Update, _) => reg.update(ri, q, decode(content_type, &body)?, checks).await,
+            (Verb::Patch, Some("scale")) => reg.patch_scale(ri, q, content_type, &body, checks).await,
             (Verb::Patch, _) => reg.patch(ri, q, content_type, &body, checks).await,
             (Verb::Delete, None) => {
                 let b = if body.is_empty() { None } else { Some(decode(content_type, &body)?) };

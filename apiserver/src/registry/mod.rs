@@ -17,7 +17,9 @@
 //!   [`replicaset`], [`role`], [`clusterrole`], [`rolebinding`],
 //!   [`clusterrolebinding`].
 //! - [`subresources`]: status, scale, binding, eviction,
-//!   ephemeralcontainers, finalize — what a write through each may change.
+//!   ephemeralcontainers, finalize — what a write through each may change,
+//!   which the store applies; [`rest`]: the handlers of binding, eviction
+//!   and scale, which take a body of their own and write through the store.
 //! - [`checks`]: what the handler hands the store with a write (admission,
 //!   the requester's RBAC checks), so the registry depends on neither.
 //! - shared by the strategies: [`defaults`] (`SetDefaults_*`),
@@ -38,6 +40,7 @@ pub mod meta;
 pub mod options;
 pub mod output;
 pub mod repair;
+pub mod rest;
 pub mod store;
 pub mod strategy;
 pub mod subresources;

@@ -46,6 +46,15 @@ impl FieldValidation {
     }
 }
 
+/// `?force=` belongs to server-side apply: any other patch that sends it
+/// is refused (upstream `ValidatePatchOptions`).
+pub fn forbid_force(q: &Query) -> ApiResult<()> {
+    if q.get("force").is_some() {
+        return Err(ApiError::new(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch"));
+    }
+    Ok(())
+}
+
 /// A delete's options, from the query and the `DeleteOptions` body.
 pub struct DeleteOptions {
     /// `gracePeriodSeconds`: what a kind with graceful deletion waits.

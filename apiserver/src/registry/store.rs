@@ -2,9 +2,12 @@
 //! update, patch and delete for every resource, knowing no kind. What a
 //! kind adds is its strategy's ([`super::strategy`]), looked up once per
 //! request; what a subresource may change is an explicit
-//! [`Subresource`]; admission and the requester's checks arrive as a
-//! [`WriteChecks`] from the handler. Lists and watches are in
-//! [`super::list`] and [`super::watch`].
+//! [`Subresource`] ([`super::subresources`]); admission and the
+//! requester's checks arrive as a [`WriteChecks`] from the handler. Lists
+//! and watches are in [`super::list`] and [`super::watch`]. The
+//! subresources that take a body of their own — binding, eviction, scale —
+//! are handlers above the store ([`super::rest`]): they call it, it knows
+//! none of them.
 //!
 //! Every write follows the same path: decode → server-set fields →
 //! defaults → mutating admission → the strategy's prepare → validation →
@@ -23,7 +26,7 @@ use super::allocator;
 use super::checks::WriteChecks;
 use super::kinds::Strategies;
 use super::meta::{is_deleting, now};
-use super::options::{DeleteOptions, FieldValidation, Query};
+use super::options::{forbid_force, DeleteOptions, FieldValidation, Query};
 use super::output::Output;
 use super::storage_form::{canonical_order, to_storage};
 use super::strategy::{validate_object, BeforeDelete, Strategy};
@@ -251,9 +254,6 @@ impl Registry {
         let r = ri.resource;
         let name = ri.name.clone().unwrap_or_default();
         let sub = updatable(ri)?;
-        if sub == Subresource::Scale {
-            return self.update_scale(ri, q, new, checks).await;
-        }
         if sub != Subresource::Finalize {
             check_type(r, &new)?;
         }
@@ -289,15 +289,8 @@ impl Registry {
         if content_type.starts_with(crate::apply::CONTENT_TYPE) {
             return self.apply_patch(ri, q, body, fv, checks).await;
         }
-        if q.get("force").is_some() {
-            return Err(ApiError::new(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch"));
-        }
+        forbid_force(q)?;
         let sub = updatable(ri)?;
-        if sub == Subresource::Scale {
-            let (scale, _) = self.get_scale(ri).await?;
-            let patched = crate::patch::apply(content_type, &scale, body, "Scale")?;
-            return self.update_scale(ri, q, patched, checks).await;
-        }
         let r = ri.resource;
         let res = self.resource(r);
         let warnings = std::sync::Mutex::new(Vec::new());

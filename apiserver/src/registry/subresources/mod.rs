@@ -1,26 +1,23 @@
 //! Subresources: the parts of an object a request may address on their
-//! own (`pods/<name>/status`, `deployments/<name>/scale`, ...).
+//! own (`pods/<name>/status`, `deployments/<name>/scale`, ...), and what a
+//! write through each may change.
 //!
 //! Upstream gives each one its own REST storage: a copy of the resource's
 //! store with another strategy (`status`, `ephemeralcontainers`,
 //! `finalize`), or a small REST of its own (`binding`, `eviction`,
-//! `scale`). Here the store takes the [`Subresource`] a write goes through
-//! as an explicit argument; what it may change is decided by [`reset`] (the
-//! generic part, one file per subresource) and then by the kind's strategy.
+//! `scale`: [`super::rest`], handlers above the store). Here the store
+//! takes the [`Subresource`] a write goes through as an explicit argument;
+//! what it may change is decided by [`reset`] (the generic part, one file
+//! per subresource) and then by the kind's strategy. This module imports
+//! neither the store nor the handlers: the store applies it.
 //!
 //! - [`status`]: a status write changes only `status`; a write to the
 //!   resource itself keeps the stored `status`.
 //! - [`ephemeral_containers`]: `kubectl debug` adds ephemeral containers.
 //! - [`finalize`]: a namespace's `spec.finalizers`.
-//! - [`binding`]: the scheduler's `pods/<name>/binding`.
-//! - [`eviction`]: `kubectl drain`'s `pods/<name>/eviction`.
-//! - [`scale`]: the autoscaling/v1 `Scale` view of a workload.
 
-pub mod binding;
 pub mod ephemeral_containers;
-pub mod eviction;
 pub mod finalize;
-pub mod scale;
 pub mod status;
 
 use machinery::resources::ResourceInfo;

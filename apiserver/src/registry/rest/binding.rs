@@ -4,12 +4,12 @@
 
 use serde_json::{json, Value};
 
-use super::Subresource;
 use crate::registry::checks::WriteChecks;
 use crate::registry::meta::{is_deleting, set_condition};
 use crate::registry::options::Query;
 use crate::registry::output::Output;
 use crate::registry::store::{Change, Registry, UpdateOptions};
+use crate::registry::subresources::Subresource;
 use crate::registry::typed;
 use crate::request::RequestInfo;
 use crate::status::{ApiError, ApiResult, FieldError};
