@@ -19,6 +19,7 @@ mod proxy_common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use e2e::eventually_blocking;
 use proxy_common::*;
 
 const WAIT: Duration = Duration::from_secs(30);

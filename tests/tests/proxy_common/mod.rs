@@ -223,8 +223,6 @@ pub fn gets_from(ns: &Netns, addr: &str, n: usize) -> Vec<Option<String>> {
     ns.run(move || (0..n).map(|_| http_get(&addr, Duration::from_millis(800))).collect())
 }
 
-pub use e2e::eventually_blocking;
-
 /// None of the namespaces `names` is in `ip netns list`, and the host has
 /// no interface `host_if` any more.
 pub fn assert_cleaned_up(names: &[String], host_if: &str) {
