@@ -4,8 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,25 +28,15 @@ impl Controller {
     pub fn start(cluster: &e2e::Cluster, flags: &[&str]) -> Controller {
         let port = e2e::free_port();
         let log = cluster.dir.path().join(format!("controller-{port}.log"));
-        let out = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(e2e::bin("rkube-controller"));
         cmd.arg(format!("--master={}", cluster.api.url))
             .arg(format!("--secure-port={port}"))
             .args(flags)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out);
+            .env("RUST_LOG", "info");
         if !flags.iter().any(|f| f.starts_with("--leader-elect")) {
             cmd.arg("--leader-elect=false");
         }
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().unwrap();
+        let child = e2e::spawn_logged(cmd, &log);
         Controller { child, log, health_url: format!("http://127.0.0.1:{port}") }
     }
 
