@@ -8,52 +8,13 @@
 //! apiserver only stores it.
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus};
+use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-/// The pod's QoS class (`v1qos.GetPodQOS`): Guaranteed when every container
-/// has cpu and memory limits equal to its requests, BestEffort when no
-/// container asks for anything, Burstable otherwise.
-pub fn qos_class(pod: &Pod) -> &'static str {
-    let Some(spec) = &pod.spec else { return "BestEffort" };
-    let containers = spec.containers.iter().chain(spec.init_containers.iter().flatten());
-    let mut any = false;
-    let mut guaranteed = true;
-    for c in containers {
-        let res = c.resources.clone().unwrap_or_default();
-        let requests = res.requests.unwrap_or_default();
-        let limits = res.limits.unwrap_or_default();
-        let relevant = |m: &std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>| {
-            m.iter().filter(|(k, _)| *k == "cpu" || *k == "memory").map(|(k, v)| (k.clone(), v.0.clone())).collect::<std::collections::BTreeMap<_, _>>()
-        };
-        let (req, lim) = (relevant(&requests), relevant(&limits));
-        if !req.is_empty() || !lim.is_empty() {
-            any = true;
-        }
-        // Requests default to limits when unset.
-        for r in ["cpu", "memory"] {
-            let Some(l) = lim.get(r) else {
-                guaranteed = false;
-                continue;
-            };
-            let rq = req.get(r).unwrap_or(l);
-            let same = match (machinery::quantity::parse_milli(rq), machinery::quantity::parse_milli(l)) {
-                (Ok(a), Ok(b)) => a == b,
-                _ => rq == l,
-            };
-            if !same {
-                guaranteed = false;
-            }
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
-}
+/// The pod's QoS class (`v1qos.GetPodQOS`): the class the apiserver
+/// recorded in `status.qosClass` at creation, else the one its spec
+/// computes to — the same computation the apiserver runs ([`machinery::qos`]).
+pub use machinery::qos::pod_qos_class as qos_class;
 
 /// A condition, keeping `lastTransitionTime` from `prev` if its status is unchanged.
 pub fn condition(prev: Option<&PodStatus>, ty: &str, status: bool, reason: Option<&str>, message: Option<String>, now: DateTime<Utc>) -> PodCondition {
@@ -114,7 +75,7 @@ pub fn status_changed(old: Option<&PodStatus>, new: &PodStatus) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{Container, PodSpec, ResourceRequirements};
+    use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, ResourceRequirements};
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
     fn pod(resources: &[(&[(&str, &str)], &[(&str, &str)])]) -> Pod {

@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
-use agent_common::{eventually, free_port, Agent};
+use agent_common::{eventually, Agent};
 use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::Api;
@@ -36,7 +36,7 @@ async fn node(cidr: &str) -> Node {
     let cluster = e2e::Cluster::start();
     let ctrd = PrivateContainerd::start(PrivateContainerdConfig::new(cidr.parse().unwrap())).await.expect("start containerd");
     let root = tempfile::Builder::new().prefix("rkube-agent-").tempdir().unwrap();
-    let port = free_port();
+    let port = e2e::free_port();
     let name = format!("node-{}", cidr.split('.').nth(2).unwrap());
     let agent = Agent::start(
         &cluster,
@@ -237,7 +237,10 @@ fn pod_runs_serves_logs_survives_agent_restart_and_is_deleted() {
         assert_eq!(code(prev.clone()), "400");
         assert!(body(&prev).contains("previous terminated container \"web\" in pod \"web\" not found"), "{prev}");
         assert_eq!(body(&tokio::task::spawn_blocking(move || http_get(SocketAddr::from(([127, 0, 0, 1], port)), "/containerLogs/default/web/init").unwrap()).await.unwrap()), "init done\n");
-        // follow: what is printed later arrives on the open stream.
+        // follow: what is printed later arrives on the open stream. The
+        // line is written once the stream has delivered what was there
+        // before, so it can only come over the open stream.
+        let (streaming_tx, streaming) = std::sync::mpsc::channel();
         let follow = tokio::task::spawn_blocking(move || {
             let mut s = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -248,10 +251,16 @@ fn pod_runs_serves_logs_survives_agent_restart_and_is_deleted() {
                 let k = s.read(&mut buf).unwrap();
                 assert!(k > 0, "stream ended: {}", String::from_utf8_lossy(&got));
                 got.extend_from_slice(&buf[..k]);
+                if String::from_utf8_lossy(&got).contains("to stderr") {
+                    let _ = streaming_tx.send(());
+                }
             }
             String::from_utf8_lossy(&got).into_owned()
         });
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::task::spawn_blocking(move || streaming.recv_timeout(Duration::from_secs(20)))
+            .await
+            .unwrap()
+            .expect("the follow stream delivered the earlier lines");
         let mut cri = n.ctrd.client().await.unwrap();
         // Write to the container's stdout (PID 1's fd 1) from an exec.
         let id = cid.trim_start_matches("containerd://").to_string();
@@ -265,9 +274,16 @@ fn pod_runs_serves_logs_survives_agent_restart_and_is_deleted() {
         let followed = follow.await.unwrap();
         assert!(followed.contains("hello from web") && followed.contains("later line"), "{followed}");
 
-        // Restarting the agent keeps the same container running.
+        // Restarting the agent keeps the same container running. Proof that
+        // the new agent has looked at `web`: it lists its pods when it
+        // starts, `web` among them, before it can hear of a pod created
+        // afterwards — and it has started that pod since.
         n.agent.restart(&n.cluster);
-        tokio::time::sleep(Duration::from_secs(4)).await;
+        let spec = serde_json::json!({"containers": [{"name": "c", "image": BUSYBOX_IMAGE, "command": ["sleep", "3600"]}]});
+        pods.create(&PostParams::default(), &pod("after-restart", &n.name, spec)).await.unwrap();
+        wait_running(&pods, "after-restart", &mut n.agent).await;
+        pods.delete("after-restart", &DeleteParams::default()).await.unwrap();
+        wait_pod_gone(&pods, "after-restart", &mut n.agent).await;
         let after = eventually("web still Ready after agent restart", Duration::from_secs(60), &mut n.agent, || {
             let pods = pods.clone();
             async move {
@@ -439,13 +455,32 @@ fn kubectl_logs_and_exec_through_the_apiserver() {
         let spec = serde_json::json!({"containers": [{"name": "c", "image": BUSYBOX_IMAGE, "command": ["sh", "-c", "echo first; echo second; exec sleep 3600"]}]});
         pods.create(&PostParams::default(), &pod("talk", &n.name, spec)).await.unwrap();
         wait_running(&pods, "talk", &mut n.agent).await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Running comes as the container starts, its output a moment later.
+        let cluster = &n.cluster;
+        eventually("both lines in the log", Duration::from_secs(30), &mut n.agent, || async {
+            let out = cluster.kubectl(&["logs", "talk"]);
+            (out.status.success() && out.stdout == b"first\nsecond\n").then_some(())
+        })
+        .await;
         assert_eq!(n.cluster.kubectl_ok(&["logs", "talk"]), "first\nsecond\n");
         assert_eq!(n.cluster.kubectl_ok(&["logs", "talk", "--tail=1"]), "second\n");
         // logs -f: a line written later shows up on the open stream.
         let mut follow = n.cluster.kubectl_cmd("default", &["logs", "-f", "talk"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
         let mut out = follow.stdout.take().unwrap();
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The stream is open once it has printed what was there before:
+        // what the execs write next can only come over it.
+        let (mut out, mut buf) = tokio::task::spawn_blocking(move || {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !String::from_utf8_lossy(&buf).contains("second\n") {
+                let k = out.read(&mut chunk).unwrap();
+                assert!(k > 0, "kubectl logs -f ended: {}", String::from_utf8_lossy(&buf));
+                buf.extend_from_slice(&chunk[..k]);
+            }
+            (out, buf)
+        })
+        .await
+        .unwrap();
         for version in e2e::kubectl_versions(&["1.27", "1.33", "default"]) {
             let exec = n.cluster.kubectl_v(version, &["exec", "talk", "--", "sh", "-c", "echo exec-$((6*7)); echo from-exec > /proc/1/fd/1"]);
             assert!(exec.status.success(), "kubectl {version} exec: {}", String::from_utf8_lossy(&exec.stderr));
@@ -454,7 +489,6 @@ fn kubectl_logs_and_exec_through_the_apiserver() {
         let exit = n.cluster.kubectl_v("default", &["exec", "talk", "--", "sh", "-c", "exit 7"]);
         assert_eq!(exit.status.code(), Some(7), "exit code travels back: {}", String::from_utf8_lossy(&exit.stderr));
         let got = tokio::task::spawn_blocking(move || {
-            let mut buf = Vec::new();
             let mut chunk = [0u8; 1024];
             while !String::from_utf8_lossy(&buf).contains("from-exec") {
                 let k = out.read(&mut chunk).unwrap();

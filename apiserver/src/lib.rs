@@ -2,19 +2,36 @@
 //!
 //! The request pipeline, in the order a request meets it:
 //! - [`server`]: HTTP, routing, discovery and health endpoints, encoding
-//!   (JSON or kubectl's server-side Table);
-//! - [`request`]: what a URL means (verb, resource, namespace, name);
-//! - [`registry`]: admission (NamespaceLifecycle), defaults, validation,
-//!   and the generic create/get/list/watch/update/patch/delete logic;
+//!   (JSON or kubectl's server-side Table); [`body`] is the response body
+//!   type it shares with [`node_proxy`] (logs, exec, port-forward and
+//!   proxies to pods and nodes);
+//! - [`security`]: authentication, authorization, and admission wired to
+//!   the live cluster state ([`auth`] and [`admission`] hold the pure
+//!   decisions); it hands the registry a `security::Checks` for each write;
+//! - [`request`]: what a URL means (verb, resource, namespace, name,
+//!   subresource);
+//! - [`registry`]: the REST storage, cut as Kubernetes' `pkg/registry`:
+//!   a generic store that knows no kind (`registry/store.rs`, with
+//!   `list.rs` and `watch.rs`), one strategy per kind that has rules of its
+//!   own (`registry/pod.rs`, `service.rs`, `namespace.rs`, ... — defaults,
+//!   validation, what create, update and delete mean for it), the table of
+//!   which strategy serves which resource (`registry/kinds.rs`), what a
+//!   write through a subresource may change (`registry/subresources/`:
+//!   status, ephemeralcontainers, finalize, ...), and the handlers of the
+//!   subresources with a body of their own, above the store
+//!   (`registry/rest/`: binding, eviction, scale). Admission and the
+//!   requester's RBAC checks reach it through `registry/checks.rs`;
+//! - [`apply`] and [`patch`]: server-side apply and the patch formats the
+//!   registry applies inside its update loop;
 //! - [`storage`]: etcd (the only code in rkube that talks to it) and the
 //!   watch cache that serves lists and watches.
 
 pub mod admission;
 pub mod apply;
 pub mod auth;
+pub mod body;
 pub mod config;
 pub mod discovery;
-pub mod fields;
 pub mod masterleases;
 pub mod node_proxy;
 pub mod openapi;
@@ -120,7 +137,7 @@ fn master_leases(config: &Config, server: &server::ApiServer) -> anyhow::Result<
     };
     let ttl = config.master_endpoint_reconcile_ttl;
     anyhow::ensure!(ttl >= Duration::from_secs(1), "--master-endpoint-reconcile-ttl must be at least 1s");
-    let leases = masterleases::MasterLeases::new(server.registry.clone(), &ip, ttl, config.secure_port);
+    let leases = masterleases::MasterLeases::new(server.registry.clone(), server.security.clone(), &ip, ttl, config.secure_port);
     tracing::info!(%ip, ?ttl, interval = ?leases.interval(), "using the lease endpoint reconciler");
     leases.spawn();
     Ok(Some(leases))
@@ -158,21 +175,22 @@ pub async fn build(config: &Config) -> anyhow::Result<server::ApiServer> {
         .map(auth::token::TokenFile::load)
         .transpose()
         .map_err(|e| anyhow!("--token-auth-file: {}", e.0))?;
-    let mut registry = registry::Registry::new(etcd, prefix, ips, ports).await.map_err(|e| anyhow!("{}", e.message))?;
-    registry.admission = Some(chain.clone());
-    registry.bootstrap().await.map_err(|e| anyhow!("bootstrapping system objects: {}", e.message))?;
-    let registry = Arc::new(registry);
+    let registry = Arc::new(registry::Registry::new(etcd, prefix, ips, ports).await.map_err(|e| anyhow!("{}", e.message))?);
     let rbac = Arc::new(std::sync::RwLock::new(auth::RbacData::new()));
-    security::spawn_rbac_sync(registry.clone(), rbac.clone());
-    let security = security::Security {
+    let security = Arc::new(security::Security {
         client_ca,
         tokens,
         anonymous: config.anonymous_auth,
         authorizer: auth::Authorizer::new(modes),
-        rbac,
+        rbac: rbac.clone(),
         admission: chain,
-    };
-    Ok(server::ApiServer { registry, openapi: openapi::OpenApi::build(), security: Arc::new(security) })
+    });
+    registry
+        .bootstrap(&security::Checks::internal(&registry, &security))
+        .await
+        .map_err(|e| anyhow!("bootstrapping system objects: {}", e.message))?;
+    security::spawn_rbac_sync(registry.clone(), rbac);
+    Ok(server::ApiServer { registry, openapi: openapi::OpenApi::build(), security })
 }
 
 /// Serves HTTP/1.1 and HTTP/2 (with upgrades, for exec) on one accepted

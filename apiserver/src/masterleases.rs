@@ -30,6 +30,7 @@ use serde_json::{json, Value};
 
 use crate::registry::{Query, Registry};
 use crate::request::{RequestInfo, Verb};
+use crate::security::{Checks, Security};
 use crate::status::ApiError;
 
 /// Upstream's `DefaultEndpointReconcilerTTL`.
@@ -43,6 +44,8 @@ const SKIP_MIRROR: &str = "endpointslice.kubernetes.io/skip-mirror";
 
 pub struct MasterLeases {
     registry: Arc<Registry>,
+    /// Admission for the Endpoints writes (the apiserver's own: no requester).
+    security: Arc<Security>,
     /// `<prefix>/masterleases/`
     base_key: String,
     ip: String,
@@ -54,16 +57,21 @@ pub struct MasterLeases {
 }
 
 impl MasterLeases {
-    pub fn new(registry: Arc<Registry>, ip: &str, ttl: Duration, secure_port: u16) -> Arc<Self> {
+    pub fn new(registry: Arc<Registry>, security: Arc<Security>, ip: &str, ttl: Duration, secure_port: u16) -> Arc<Self> {
         let base_key = format!("{}/masterleases/", registry.prefix);
         Arc::new(MasterLeases {
             registry,
+            security,
             base_key,
             ip: ip.to_string(),
             ttl,
             secure_port,
             stopped: tokio::sync::Mutex::new(false),
         })
+    }
+
+    fn checks(&self) -> Checks<'_> {
+        Checks::internal(&self.registry, &self.security)
     }
 
     /// How often to reconcile: 2/3 of the TTL, as upstream (10 s of 15 s).
@@ -189,7 +197,7 @@ impl MasterLeases {
                     "metadata": {"name": SERVICE, "namespace": NAMESPACE, "labels": {SKIP_MIRROR: "true"}},
                     "subsets": want_subsets,
                 });
-                match self.registry.create(&ri, &q, obj).await {
+                match self.registry.create(&ri, &q, obj, &self.checks()).await {
                     Ok(_) => Ok(()),
                     // Another apiserver made it first: the next round checks it.
                     Err(e) if e.code == 409 => Ok(()),
@@ -203,7 +211,7 @@ impl MasterLeases {
                 obj["metadata"]["labels"][SKIP_MIRROR] = json!("true");
                 ri.verb = Verb::Update;
                 ri.name = Some(SERVICE.into());
-                self.registry.update(&ri, &q, obj).await.map(|_| ())
+                self.registry.update(&ri, &q, obj, &self.checks()).await.map(|_| ())
             }
         }
     }
@@ -232,7 +240,7 @@ impl MasterLeases {
             name: Some(SERVICE.into()),
             subresource: None,
         };
-        match self.registry.update(&ri, &Query::default(), svc).await {
+        match self.registry.update(&ri, &Query::default(), svc, &self.checks()).await {
             Ok(_) => Ok(()),
             Err(e) if e.code == 409 => Ok(()),
             Err(e) => Err(e),

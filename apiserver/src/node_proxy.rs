@@ -46,7 +46,7 @@ use serde_json::Value;
 
 use crate::registry::Registry;
 use crate::request::RequestInfo;
-use crate::server::Body;
+use crate::body::Body;
 use crate::status::ApiError;
 
 /// Query parameters passed on to the node, per subresource.

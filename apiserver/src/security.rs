@@ -6,14 +6,20 @@
 //! ServiceAccount, from it or (on a miss) from etcd. The decisions
 //! themselves are the pure functions of [`crate::auth`] and
 //! [`crate::admission`].
+//!
+//! The registry gets admission and the requester's RBAC escalation checks
+//! as a [`Checks`] from the handler (the registry's
+//! [`WriteChecks`] contract), never by reaching back into this module.
 
 use std::sync::{Arc, RwLock};
 
-use machinery::resources;
+use machinery::resources::{self, ResourceInfo};
 use serde_json::Value;
 
 use crate::admission::{self, NamespaceState, QuotaState};
 use crate::auth::{self, token::TokenFile, Attributes, AuthorizationMode, Authorizer, AuthzContext, RbacData, UserInfo};
+use crate::registry::checks::WriteChecks;
+use crate::registry::namespace::IMMORTAL_NAMESPACES;
 use crate::registry::Registry;
 use crate::request::{RequestInfo, Verb};
 use crate::status::ApiError;
@@ -92,52 +98,176 @@ impl Security {
     }
 }
 
-tokio::task_local! {
-    /// Who is making the request being served, for the registry checks that
-    /// depend on it — upstream reads the user from the request context.
-    /// Unset on the insecure port and for the apiserver's own writes
-    /// (bootstrap objects, master leases): those are never checked.
-    pub static REQUESTER: Requester;
+/// The admission stages and the requester's checks of one write, as the
+/// handler hands them to the registry ([`WriteChecks`]): the server's
+/// admission chain, reading the namespace's state from the watch cache, and
+/// RBAC escalation prevention for the user making the request.
+pub struct Checks<'a> {
+    pub registry: &'a Registry,
+    pub security: &'a Security,
+    /// Who is asking. `None` on the insecure port and for the apiserver's
+    /// own writes (bootstrap objects, master leases): those are never
+    /// checked for escalation, but are admitted as any other write.
+    pub user: Option<&'a UserInfo>,
 }
 
-/// The authenticated user of a request, and the server's security stages.
-pub struct Requester {
-    pub user: UserInfo,
-    pub security: Arc<Security>,
-}
-
-/// RBAC privilege-escalation prevention for a write of a Role,
-/// ClusterRole, RoleBinding or ClusterRoleBinding ([`auth::escalation`]),
-/// with the requesting user, the live RBAC objects and the server's
-/// authorizer chain. Any other write, or one without a requester, passes.
-pub fn check_rbac_write(registry: &Registry, ri: &RequestInfo, new: &Value, old: Option<&Value>) -> Result<(), ApiError> {
-    let r = ri.resource;
-    if r.group != auth::escalation::RBAC_GROUP {
-        return Ok(());
+impl<'a> Checks<'a> {
+    /// The checks of a write the apiserver makes itself.
+    pub fn internal(registry: &'a Registry, security: &'a Security) -> Self {
+        Checks { registry, security, user: None }
     }
-    let Ok(Some(refusal)) = REQUESTER.try_with(|req| {
-        let namespace = ri.namespace.as_deref().unwrap_or_default();
+
+    fn plugin_enabled(&self, p: admission::Plugin) -> bool {
+        self.security.admission.plugins.contains(&p)
+    }
+
+    /// RBAC privilege-escalation prevention for a write of a Role,
+    /// ClusterRole, RoleBinding or ClusterRoleBinding ([`auth::escalation`]),
+    /// with the requesting user, the live RBAC objects and the server's
+    /// authorizer chain. Any other write, or one without a requester, passes.
+    fn check_rbac_write(&self, ri: &RequestInfo, new: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+        let r = ri.resource;
+        if r.group != auth::escalation::RBAC_GROUP {
+            return Ok(());
+        }
+        let Some(user) = self.user else { return Ok(()) };
         let write = auth::escalation::Write {
             resource: r.plural,
-            namespace,
+            namespace: ri.namespace.as_deref().unwrap_or_default(),
             request_name: ri.name.as_deref().unwrap_or_default(),
             new,
             old,
         };
-        let authorized = |a: &Attributes| req.security.decide(&req.user, a, registry).is_allowed();
+        let authorized = |a: &Attributes| self.security.decide(user, a, self.registry).is_allowed();
         // A copy: `decide` takes the lock itself, and a second read lock
         // on one thread can deadlock behind a waiting writer.
-        let rbac = req.security.rbac.read().unwrap().clone();
-        auth::escalation::check(&req.user, &write, &rbac, &authorized).err()
-    }) else {
-        return Ok(());
-    };
-    let name = new["metadata"]["name"].as_str().unwrap_or_default();
-    Err(match refusal {
-        auth::escalation::Refusal::Forbidden(why) => ApiError::forbidden(r.group, r.plural, name, &why),
-        auth::escalation::Refusal::RoleNotFound { resource, name } => ApiError::not_found(r.group, resource, &name),
-        auth::escalation::Refusal::Internal(e) => ApiError::internal(e),
-    })
+        let rbac = self.security.rbac.read().unwrap().clone();
+        let Err(refusal) = auth::escalation::check(user, &write, &rbac, &authorized) else { return Ok(()) };
+        let name = new["metadata"]["name"].as_str().unwrap_or_default();
+        Err(match refusal {
+            auth::escalation::Refusal::Forbidden(why) => ApiError::forbidden(r.group, r.plural, name, &why),
+            auth::escalation::Refusal::RoleNotFound { resource, name } => ApiError::not_found(r.group, resource, &name),
+            auth::escalation::Refusal::Internal(e) => ApiError::internal(e),
+        })
+    }
+
+    /// NamespaceLifecycle admission: no new objects in a namespace that does
+    /// not exist or is being deleted.
+    async fn admit_namespace(&self, r: &ResourceInfo, ns: Option<&str>) -> Result<(), ApiError> {
+        let Some(ns) = ns.filter(|_| r.namespaced) else { return Ok(()) };
+        let nsr = resources::find("", "v1", "namespaces").unwrap();
+        let key = resources::object_key(&self.registry.prefix, nsr, None, ns);
+        let cache = self.registry.cache(nsr);
+        // Read-your-writes: `kubectl delete ns x` then a create in x must be
+        // refused, so the cache must have seen this apiserver's own writes.
+        cache.catch_up_own_writes(std::time::Duration::from_secs(2)).await?;
+        let cached = match cache.get(&key) {
+            Some(o) => Some(o.value.clone()),
+            // A namespace created a moment ago through another apiserver: ask etcd.
+            None => self.registry.read(nsr, None, ns).await.ok().map(|(v, _)| v),
+        };
+        match cached {
+            None => Err(ApiError::not_found("", "namespaces", ns)),
+            Some(v) if v["status"]["phase"] == "Terminating" || !v["metadata"]["deletionTimestamp"].is_null() => {
+                // Objects the namespace controller writes while emptying a
+                // namespace are still fine; new ones are not.
+                Err(ApiError::forbidden(
+                    r.group,
+                    r.plural,
+                    "",
+                    &format!("unable to create new content in namespace {ns} because it is being terminated"),
+                ))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// ResourceQuota accounting: charges `obj` to the quota's `status.used`
+    /// before the object is stored, as upstream's quota admission does. The
+    /// charge is a compare-and-swap on the quota's resourceVersion that
+    /// re-checks the object against the usage it is adding to: two creates
+    /// racing for the last unit cannot both win, and a lost race re-reads
+    /// the quota and checks again (so the loser may now be refused with
+    /// "exceeded quota"). Usage is never released here: the resourcequota
+    /// controller recounts it (deletes, and charges for objects that then
+    /// failed to store).
+    async fn charge_quota(&self, req: &admission::Request<'_>, quota: &str, obj: &Value) -> Result<(), ApiError> {
+        let rq = resources::find("", "v1", "resourcequotas").unwrap();
+        let ri = RequestInfo {
+            verb: Verb::Update,
+            resource: rq,
+            namespace: Some(req.namespace.to_string()),
+            name: Some(quota.to_string()),
+            subresource: Some("status".into()),
+        };
+        let charge = |old: &Value| {
+            let current: k8s_openapi::api::core::v1::ResourceQuota =
+                serde_json::from_value(old.clone()).map_err(|e| ApiError::internal(format!("resourcequota {quota}: {e}")))?;
+            let used = admission::resource_quota::recheck(req, &current, obj).map_err(admission_error)?;
+            let used: serde_json::Map<String, Value> =
+                used.iter().map(|(k, m)| (k.clone(), serde_json::json!(admission::format_milli(k, *m)))).collect();
+            let mut n = old.clone();
+            n["status"]["used"] = Value::Object(used);
+            if n["status"]["hard"].is_null() {
+                n["status"]["hard"] = old["spec"]["hard"].clone();
+            }
+            Ok(n)
+        };
+        self.registry.update_with(&ri, self, charge).await.map(|_| ())
+    }
+}
+
+impl WriteChecks for Checks<'_> {
+    type Admitted = NamespaceInputs;
+
+    async fn admit_create(&self, ri: &RequestInfo, obj: &mut Value) -> Result<NamespaceInputs, ApiError> {
+        let r = ri.resource;
+        if self.plugin_enabled(admission::Plugin::NamespaceLifecycle) {
+            self.admit_namespace(r, ri.namespace.as_deref()).await?;
+        }
+        let ns = ri.namespace.as_deref().unwrap_or_default();
+        let req = admission::Request::create(r.group, r.plural, ns);
+        let chain = &self.security.admission;
+        let inputs = NamespaceInputs::read(self.registry, chain, &req, obj).await?;
+        chain.admit(&req, obj, &inputs.state()).map_err(admission_error)?;
+        // RBAC privilege-escalation prevention, before validation as upstream.
+        self.check_rbac_write(ri, obj, None)?;
+        Ok(inputs)
+    }
+
+    async fn validate_create(&self, ri: &RequestInfo, inputs: NamespaceInputs, obj: &Value, dry_run: bool) -> Result<(), ApiError> {
+        let r = ri.resource;
+        let req = admission::Request::create(r.group, r.plural, ri.namespace.as_deref().unwrap_or_default());
+        let charges = self.security.admission.validate(&req, obj, &inputs.state()).map_err(admission_error)?;
+        if !dry_run {
+            for (quota, _) in charges {
+                self.charge_quota(&req, &quota, obj).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_update(&self, ri: &RequestInfo, new: &Value, old: &Value) -> Result<(), ApiError> {
+        self.check_rbac_write(ri, new, Some(old))
+    }
+
+    /// NamespaceLifecycle: the system namespaces may not be deleted.
+    fn admit_delete(&self, ri: &RequestInfo) -> Result<(), ApiError> {
+        let r = ri.resource;
+        let name = ri.name.as_deref().unwrap_or_default();
+        let namespace = r.group.is_empty() && r.plural == "namespaces";
+        if namespace && IMMORTAL_NAMESPACES.contains(&name) && self.plugin_enabled(admission::Plugin::NamespaceLifecycle) {
+            return Err(ApiError::forbidden("", "namespaces", name, "this namespace may not be deleted"));
+        }
+        Ok(())
+    }
+}
+
+/// An admission plugin's refusal as the API error it answers.
+fn admission_error(e: admission::AdmissionError) -> ApiError {
+    let mut err = ApiError::new(403, "Forbidden", e.message());
+    err.details = e.status().get("details").cloned();
+    err
 }
 
 /// The authorization attributes of a resource request. The name is the

@@ -13,19 +13,19 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited, StreamBody};
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use serde_json::{json, Value};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
+use crate::body::Body;
 use crate::discovery;
 use crate::registry::{Output, Query, Registry, WatchEvent};
 use crate::request::{self, RequestInfo, Verb};
+use crate::security::Checks;
 use crate::status::{ApiError, ApiResult};
 use crate::table;
-
-pub type Body = BoxBody<Bytes, Infallible>;
 
 /// Request bodies over 3 MiB are refused, as upstream refuses them.
 const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -197,15 +197,9 @@ impl ApiServer {
             return self.review(&ri, user.as_ref(), &content_type, &body, &rendering);
         }
         let duplicates = duplicate_field_warnings(&ri, &q, &content_type, &body)?;
-        let dispatch = self.dispatch(&ri, &q, &content_type, body);
-        let mut out = match &user {
-            // The registry's RBAC escalation checks need to know who asks.
-            Some(u) => {
-                let requester = crate::security::Requester { user: u.clone(), security: self.security.clone() };
-                crate::security::REQUESTER.scope(requester, dispatch).await?
-            }
-            None => dispatch.await?,
-        };
+        // Admission and the requester's checks, for the registry to call.
+        let checks = Checks { registry: &self.registry, security: &self.security, user: user.as_ref() };
+        let mut out = self.dispatch(&ri, &q, &content_type, body, &checks).await?;
         if let Output::Object { warnings, .. } = &mut out {
             warnings.extend(duplicates);
         }
@@ -251,7 +245,7 @@ impl ApiServer {
         }
     }
 
-    async fn dispatch(&self, ri: &RequestInfo, q: &Query, content_type: &str, body: Bytes) -> ApiResult<Output> {
+    async fn dispatch(&self, ri: &RequestInfo, q: &Query, content_type: &str, body: Bytes, checks: &Checks<'_>) -> ApiResult<Output> {
         let reg = &self.registry;
         let sub = ri.subresource.as_deref();
         match (ri.verb, sub) {
@@ -259,21 +253,23 @@ impl ApiServer {
             (Verb::Get, _) => reg.get(ri, q).await,
             (Verb::List, _) => reg.list(ri, q).await,
             (Verb::Watch, _) => reg.watch(ri, q).await,
-            (Verb::Create, Some("binding")) => reg.bind(ri, q, decode(content_type, &body)?).await,
-            (Verb::Create, Some("eviction")) => reg.evict(ri, q, decode(content_type, &body)?).await,
+            (Verb::Create, Some("binding")) => reg.bind(ri, q, decode(content_type, &body)?, checks).await,
+            (Verb::Create, Some("eviction")) => reg.evict(ri, q, decode(content_type, &body)?, checks).await,
             (Verb::Create, Some(_)) | (Verb::Create, None) if ri.name.is_some() => Err(ApiError::method_not_allowed(
                 "the server does not allow this method on the requested resource",
             )),
-            (Verb::Create, _) => reg.create(ri, q, decode(content_type, &body)?).await,
-            (Verb::Update, _) => reg.update(ri, q, decode(content_type, &body)?).await,
-            (Verb::Patch, _) => reg.patch(ri, q, content_type, &body).await,
+            (Verb::Create, _) => reg.create(ri, q, decode(content_type, &body)?, checks).await,
+            (Verb::Update, Some("scale")) => reg.update_scale(ri, q, decode(content_type, &body)?, checks).await,
+            (Verb::Update, _) => reg.update(ri, q, decode(content_type, &body)?, checks).await,
+            (Verb::Patch, Some("scale")) => reg.patch_scale(ri, q, content_type, &body, checks).await,
+            (Verb::Patch, _) => reg.patch(ri, q, content_type, &body, checks).await,
             (Verb::Delete, None) => {
                 let b = if body.is_empty() { None } else { Some(decode(content_type, &body)?) };
-                reg.delete(ri, q, b).await
+                reg.delete(ri, q, b, checks).await
             }
             (Verb::DeleteCollection, None) => {
                 let b = if body.is_empty() { None } else { Some(decode(content_type, &body)?) };
-                reg.delete_collection(ri, q, b).await
+                reg.delete_collection(ri, q, b, checks).await
             }
             _ => Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
         }

@@ -30,6 +30,12 @@ impl ApiError {
         self
     }
 
+    /// The same error with another message.
+    pub fn with_message(mut self, m: String) -> Self {
+        self.message = m;
+        self
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)
     }

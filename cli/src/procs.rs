@@ -110,14 +110,12 @@ impl Netns {
     }
 
     pub fn path(&self) -> PathBuf {
-        Path::new("/run/netns").join(&self.name)
+        machinery::netns::path(&self.name)
     }
 
     /// Moves the calling thread into the namespace.
     pub fn enter(&self) -> anyhow::Result<()> {
-        let f = std::fs::File::open(self.path()).with_context(|| format!("opening {}", self.path().display()))?;
-        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).context("setns")?;
-        Ok(())
+        machinery::netns::enter(&machinery::netns::open(&self.name)?)
     }
 }
 

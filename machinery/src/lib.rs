@@ -9,6 +9,8 @@
 //!   of every component's duration flags.
 //! - [`names`]: `generateName`-style names (prefix + random suffix).
 //! - [`quota`]: what objects count against a ResourceQuota.
+//! - [`qos`]: a pod's QoS class (Guaranteed, Burstable, BestEffort), the
+//!   one computation the apiserver and the node agent share.
 //! - [`routes`]: is an address on one of this machine's own networks (the
 //!   guard before dialing a pod address; reads the route table in `/proc`).
 //! - [`stats`]: the one percentile definition (nearest rank) and the
@@ -32,6 +34,7 @@ pub mod quantity;
 pub mod duration;
 pub mod names;
 pub mod quota;
+pub mod qos;
 pub mod routes;
 pub mod stats;
 

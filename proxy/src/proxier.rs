@@ -981,7 +981,13 @@ mod tests {
         for i in 0..20 {
             p.on_service_update(&svc("a", &format!("s{i}"), &format!("10.96.0.{}", i + 1), "TCP"));
         }
-        std::thread::sleep(Duration::from_millis(900));
+        // Proof the loop is through the burst: a second restore, and no
+        // change left waiting for a sync (nothing dirty, no retry due).
+        let settled = || {
+            let st = lock(&p.state);
+            lock(&ipt.restores).len() >= 2 && st.dirty.is_empty() && !st.need_full && st.retry_at.is_none()
+        };
+        assert!(wait_for(settled), "the burst was not synced");
         p.stop();
         runner.join().unwrap();
         let restores = lock(&ipt.restores);

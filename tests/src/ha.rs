@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{free_port, http};
+use crate::{eventually_blocking, free_port, free_port_on, http};
 
 /// A child process that can be killed, frozen and restarted with the same
 /// command line. Killed on drop.
@@ -156,8 +156,6 @@ impl Drop for Proc {
     }
 }
 
-pub use crate::wait_until;
-
 /// GET `path` with a connect and read timeout; None when nothing answers.
 pub fn try_get(base: &str, path: &str, timeout: Duration) -> Option<crate::HttpResponse> {
     let hostport = base.trim_start_matches("http://").trim_end_matches('/').to_string();
@@ -233,7 +231,7 @@ impl EtcdCluster {
     }
 
     pub fn wait_healthy(&self, i: usize, timeout: Duration) {
-        wait_until(&format!("etcd member {i} healthy"), timeout, || self.healthy(i));
+        eventually_blocking(&format!("etcd member {i} healthy"), timeout, || self.healthy(i).then_some(()));
     }
 
     pub fn kill9(&mut self, i: usize) {
@@ -319,11 +317,6 @@ impl HaApiServer {
     }
 }
 
-/// A free port on a given loopback address.
-pub fn free_port_on(ip: &str) -> u16 {
-    std::net::TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port()
-}
-
 /// HAProxy (Debian's `haproxy`) in TCP mode in front of the apiservers,
 /// health-checking each one's `/readyz` — the single address clients use.
 pub struct Haproxy {
@@ -341,8 +334,8 @@ impl Haproxy {
         let args = vec!["-f".to_string(), config.display().to_string(), "-db".to_string()];
         let proc = Proc::start_env("haproxy", Path::new("haproxy"), &args, &[], &dir.join("haproxy.log"));
         let h = Haproxy { url: format!("http://127.0.0.1:{port}"), proc, config };
-        wait_until("haproxy to answer /readyz", Duration::from_secs(20), || {
-            try_get(&h.url, "/readyz", Duration::from_secs(2)).is_some_and(|r| r.status == 200)
+        eventually_blocking("haproxy to answer /readyz", Duration::from_secs(20), || {
+            try_get(&h.url, "/readyz", Duration::from_secs(2)).is_some_and(|r| r.status == 200).then_some(())
         });
         h
     }

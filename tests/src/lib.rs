@@ -17,12 +17,16 @@ pub mod ha;
 pub mod netns;
 pub mod up;
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    free_port_on("127.0.0.1")
 }
 
-/// Starts `cmd` so that it dies with the test process, logging to `log`.
+/// A port nobody listens on right now, on the local address `ip`.
+pub fn free_port_on(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port()
+}
+
 /// Starts `cmd` with its output in `log`, so that it dies with the test
 /// process (parent-death signal).
 pub fn spawn_logged(mut cmd: Command, log: &Path) -> Child {
@@ -38,16 +42,46 @@ pub fn spawn_logged(mut cmd: Command, log: &Path) -> Child {
     cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"))
 }
 
-/// Polls `ok` every 50 ms; panics with `what` after `timeout`.
-pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if ok() {
-            return;
+/// How often [`eventually`] and [`eventually_blocking`] look again.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Polls `f` every 50 ms until it returns `Some`, and returns that; panics
+/// with `what` after `timeout`. The blocking form of [`eventually`], for
+/// tests without an async runtime.
+///
+/// A condition is always looked at once more after the deadline, so a
+/// machine that was too busy to poll in time still gets its answer.
+pub fn eventually_blocking<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let late = Instant::now() >= deadline;
+        if let Some(v) = f() {
+            return v;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        assert!(!late, "timed out waiting for {what} (after {timeout:?})");
+        std::thread::sleep(POLL);
     }
-    panic!("{what}: not true after {timeout:?}");
+}
+
+/// A controller's work queue (client-go's `workqueue_*` metrics, label
+/// `name`) has nothing queued and nothing in flight: every key added has
+/// been processed — `workqueue_adds_total` equals the count of
+/// `workqueue_work_duration_seconds`, observed each time a worker is done
+/// with a key — and its depth is 0. Returns the number of adds so far (to
+/// tell that the queue saw something since an earlier reading), `None`
+/// while work is pending or the queue is not in `metrics` at all.
+pub fn work_queue_drained(metrics: &str, queue: &str) -> Option<f64> {
+    let adds = metric(metrics, &format!("workqueue_adds_total{{name=\"{queue}\"}}"))?;
+    let done = metric(metrics, &format!("workqueue_work_duration_seconds_count{{name=\"{queue}\"}}"))?;
+    let depth = metric(metrics, &format!("workqueue_depth{{name=\"{queue}\"}}"))?;
+    (adds == done && depth == 0.0).then_some(adds)
+}
+
+/// The value of one series in a Prometheus text exposition (`/metrics`):
+/// `series` is the name with its labels exactly as exposed
+/// (`workqueue_adds_total{name="replicaset"}`). `None` when absent.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.split_whitespace().next()?.parse().ok())
 }
 
 /// A raw HTTP/1.1 exchange, enough for tests that need exact status codes,
@@ -164,8 +198,8 @@ impl Etcd {
             .arg("--log-level=error")
             .arg("--logger=zap");
         let child = spawn_logged(cmd, &dir.join("etcd.log"));
-        wait_until("etcd", Duration::from_secs(20), || {
-            try_http(endpoint, "GET", "/health", None, b"").is_ok_and(|r| r.status == 200)
+        eventually_blocking("etcd healthy", Duration::from_secs(20), || {
+            try_http(endpoint, "GET", "/health", None, b"").is_ok_and(|r| r.status == 200).then_some(())
         });
         child
     }
@@ -361,6 +395,33 @@ pub fn have_kubectl(version: &str) -> bool {
     !kubectl_versions(&[version]).is_empty()
 }
 
+/// The one way tests run kubectl: the kubectl for `version` (see
+/// [`kubectl_path`]) against `kubeconfig`, with `home` as its HOME and its
+/// discovery cache in `home` too, so a test never reads or writes the
+/// user's `~/.kube`, and versions do not share a cache.
+pub fn kubectl_command(version: &str, kubeconfig: &Path, home: &Path) -> Command {
+    let mut cmd = Command::new(kubectl_bin(version));
+    cmd.env("KUBECONFIG", kubeconfig)
+        .env("HOME", home)
+        .arg(format!("--cache-dir={}", home.join(format!("kube-cache-{version}")).display()));
+    cmd
+}
+
+/// Runs `cmd` with `input` on its stdin (written from another thread, so a
+/// command that answers before reading all of it cannot deadlock), and
+/// collects its output.
+pub fn output_with_stdin(mut cmd: Command, input: &str) -> Output {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let mut pipe = child.stdin.take().unwrap();
+    let input = input.to_string();
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(input.as_bytes());
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = writer.join();
+    out
+}
+
 impl Cluster {
     pub fn start() -> Self {
         Self::start_with(&[])
@@ -389,11 +450,8 @@ impl Cluster {
     }
 
     pub fn kubectl_cmd(&self, version: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new(kubectl_bin(version));
-        cmd.env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", self.dir.path())
-            .arg(format!("--cache-dir={}", self.dir.path().join(format!("kube-cache-{version}")).display()))
-            .args(args);
+        let mut cmd = kubectl_command(version, &self.kubeconfig, self.dir.path());
+        cmd.args(args);
         cmd
     }
 
@@ -417,9 +475,7 @@ impl Cluster {
 
     /// kubectl with a manifest on stdin.
     pub fn kubectl_stdin(&self, version: &str, args: &[&str], input: &str) -> Output {
-        let mut child = self.kubectl_cmd(version, args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
+        output_with_stdin(self.kubectl_cmd(version, args), input)
     }
 
     pub fn http(&self, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> HttpResponse {
@@ -431,7 +487,9 @@ impl Cluster {
     }
 }
 
-/// Poll `f` every 50 ms until it returns Some, or panic after `timeout`.
+/// Polls `f` every 50 ms until it returns `Some`, and returns that; panics
+/// with `what` after `timeout` (the condition is looked at once more after
+/// the deadline). The async form of [`eventually_blocking`].
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
 where
     F: FnMut() -> Fut,
@@ -439,10 +497,11 @@ where
 {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
+        let late = tokio::time::Instant::now() >= deadline;
         if let Some(v) = f().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!late, "timed out waiting for {what} (after {timeout:?})");
+        tokio::time::sleep(POLL).await;
     }
 }

@@ -9,9 +9,7 @@
 //! interfaces, not the namespace's; ask netlink (`ip link show`) instead, as
 //! [`link_exists`] does.
 
-use std::fs::File;
 use std::future::Future;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -49,7 +47,7 @@ impl Netns {
     }
 
     pub fn path(&self) -> PathBuf {
-        PathBuf::from("/run/netns").join(&self.name)
+        machinery::netns::path(&self.name)
     }
 
     /// `ip -n <ns> <args>`.
@@ -87,9 +85,8 @@ impl Netns {
     /// Moves the calling thread into the namespace; threads and processes
     /// it starts afterwards are there too.
     pub fn enter(&self) {
-        let file = File::open(self.path()).unwrap_or_else(|e| panic!("opening {}: {e}", self.path().display()));
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        let ns = machinery::netns::open(&self.name).unwrap_or_else(|e| panic!("{e:#}"));
+        machinery::netns::enter(&ns).unwrap_or_else(|e| panic!("entering {}: {e:#}", self.name));
     }
 
     /// Run `f` on a thread that has entered this namespace.

@@ -5,7 +5,6 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 /// Runs `cmd args`, returning success and stdout+stderr.
 pub fn run(cmd: &str, args: &[&str]) -> (bool, String) {
@@ -17,15 +16,6 @@ pub fn run(cmd: &str, args: &[&str]) -> (bool, String) {
 /// No route on the host mentions `needle` (an address prefix like `10.201.3.`).
 pub fn route_free(needle: &str) -> bool {
     !run("ip", &["route"]).1.contains(needle)
-}
-
-/// Poll `ok` every 250 ms until it holds, or panic after `timeout`.
-pub fn wait(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < timeout, "{what}: not after {timeout:?}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 pub struct UpCluster {
@@ -57,12 +47,10 @@ impl UpCluster {
         self.state.path().join("pki/admin.kubeconfig")
     }
 
-    /// kubectl as the cluster admin.
+    /// kubectl as the cluster admin: success, and stdout+stderr.
     pub fn kubectl(&self, args: &[&str]) -> (bool, String) {
-        let kc = self.kubeconfig();
-        let mut a = vec!["--kubeconfig", kc.to_str().unwrap()];
-        a.extend_from_slice(args);
-        run("kubectl", &a)
+        let out = crate::kubectl_command("default", &self.kubeconfig(), self.state.path()).args(args).output().unwrap();
+        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
     }
 
     /// The pid `rkube up` recorded for a component (`apiserver-1`, …).

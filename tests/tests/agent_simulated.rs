@@ -8,7 +8,7 @@ mod agent_common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use agent_common::{eventually, free_port, Agent};
+use agent_common::{eventually, Agent};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{DeleteParams, ListParams, PostParams};
@@ -16,6 +16,16 @@ use kube::Api;
 
 fn ready(n: &Node) -> bool {
     n.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Each simulated node's lease renewTime, by node.
+async fn renew_times(leases: &Api<Lease>) -> BTreeMap<String, String> {
+    let items = leases.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
+    items
+        .into_iter()
+        .filter(|l| l.metadata.name.as_deref().is_some_and(|n| n.starts_with("sim-")))
+        .map(|l| (l.metadata.name.clone().unwrap(), serde_json::to_string(&l.spec.unwrap().renew_time).unwrap()))
+        .collect()
 }
 
 fn pod(name: &str, node: &str) -> Pod {
@@ -31,7 +41,7 @@ fn pod(name: &str, node: &str) -> Pod {
 async fn thousand_fake_nodes_register_stay_ready_and_run_pods() {
     let cluster = e2e::Cluster::start();
     let client = cluster.client().await;
-    let port = free_port().to_string();
+    let port = e2e::free_port().to_string();
     let mut agent = Agent::start(
         &cluster,
         &[
@@ -80,12 +90,7 @@ async fn thousand_fake_nodes_register_stay_ready_and_run_pods() {
     let first: BTreeMap<String, String> = eventually("1000 leases", Duration::from_secs(60), &mut agent, || {
         let leases = leases.clone();
         async move {
-            let items = leases.list(&ListParams::default()).await.ok()?.items;
-            let m: BTreeMap<String, String> = items
-                .into_iter()
-                .filter(|l| l.metadata.name.as_deref().is_some_and(|n| n.starts_with("sim-")))
-                .map(|l| (l.metadata.name.clone().unwrap(), serde_json::to_string(&l.spec.unwrap().renew_time).unwrap()))
-                .collect();
+            let m = renew_times(&leases).await;
             (m.len() == 1000).then_some(m)
         }
     })
@@ -97,12 +102,8 @@ async fn thousand_fake_nodes_register_stay_ready_and_run_pods() {
     eventually("every lease renewed", Duration::from_secs(60), &mut agent, || {
         let (leases, first) = (leases.clone(), first.clone());
         async move {
-            let later = leases.list(&ListParams::default()).await.ok()?.items;
-            let renewed = later
-                .iter()
-                .filter(|l| first.get(l.metadata.name.as_deref().unwrap()) != Some(&serde_json::to_string(&l.spec.as_ref().unwrap().renew_time).unwrap()))
-                .count();
-            (renewed == 1000).then_some(())
+            let later = renew_times(&leases).await;
+            (later.len() == 1000 && later.iter().all(|(n, t)| first.get(n) != Some(t))).then_some(())
         }
     })
     .await;
@@ -146,8 +147,17 @@ async fn thousand_fake_nodes_register_stay_ready_and_run_pods() {
     })
     .await;
 
-    // Still all Ready a while later.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Still all Ready a while later. Proof that every node's heartbeat ran
+    // since: each lease was renewed once more.
+    let since = renew_times(&leases).await;
+    eventually("every lease renewed again", Duration::from_secs(60), &mut agent, || {
+        let (leases, since) = (leases.clone(), since.clone());
+        async move {
+            let now = renew_times(&leases).await;
+            (now.len() == 1000 && now.iter().all(|(n, t)| since.get(n) != Some(t))).then_some(())
+        }
+    })
+    .await;
     let l = nodes.list(&ListParams::default().labels("tier=sim")).await.unwrap();
     assert!(l.items.iter().all(ready));
     agent.assert_alive();

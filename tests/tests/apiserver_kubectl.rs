@@ -296,12 +296,28 @@ fn kubectl_1_32_delete_pod_waits_for_graceful_deletion() {
     let r = c.http("POST", "/api/v1/namespaces/default/pods/slow/binding", Some("application/json"), bind.to_string().as_bytes());
     assert_eq!(r.status, 201, "{}", r.text());
 
-    let mut child = c.kubectl_cmd("default", &["delete", "pod", "slow"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    // kubectl has asked for the delete: the pod is marked, not gone.
-    e2e::wait_until("deletionTimestamp set", Duration::from_secs(10), || {
-        c.http("GET", "/api/v1/namespaces/default/pods/slow", None, b"").json()["metadata"]["deletionTimestamp"].is_string()
+    // -v=6 logs each request kubectl makes (klog info lines on stderr):
+    // how the test sees that kubectl is waiting on its watch.
+    let mut child = c.kubectl_cmd("default", &["delete", "pod", "slow", "-v=6"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line.clone());
+            all.push(line);
+        }
+        all
     });
-    std::thread::sleep(Duration::from_secs(1));
+    // kubectl has asked for the delete: the pod is marked, not gone.
+    e2e::eventually_blocking("deletionTimestamp set", Duration::from_secs(10), || {
+        c.http("GET", "/api/v1/namespaces/default/pods/slow", None, b"").json()["metadata"]["deletionTimestamp"].is_string().then_some(())
+    });
+    // Proof that kubectl looked: its watch for the pod's deletion was
+    // answered (it is now reading events), and it is still waiting.
+    e2e::eventually_blocking("kubectl's watch on the pod answered", Duration::from_secs(10), || {
+        lines.try_iter().any(|l| l.contains("watch=true") && l.contains(" 200 OK")).then_some(())
+    });
     assert!(child.try_wait().unwrap().is_none(), "kubectl delete returned while the pod still exists");
     assert_eq!(c.http("GET", "/api/v1/namespaces/default/pods/slow", None, b"").status, 200);
 
@@ -319,9 +335,11 @@ fn kubectl_1_32_delete_pod_waits_for_graceful_deletion() {
         std::thread::sleep(Duration::from_millis(50));
     };
     let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(status.success(), "kubectl delete failed: {stderr}");
-    assert!(stderr.trim().is_empty(), "kubectl printed to stderr: {stderr}");
+    // Anything but -v=6's request lines (klog info: `I` + month and day):
+    // warnings and errors still show.
+    let stderr: Vec<String> = reader.join().unwrap().into_iter().filter(|l| !(l.starts_with('I') && l[1..].starts_with(|c: char| c.is_ascii_digit()))).collect();
+    assert!(status.success(), "kubectl delete failed: {stderr:?}");
+    assert!(stderr.is_empty(), "kubectl printed to stderr: {stderr:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), r#"pod "slow" deleted"#);
     assert_eq!(c.http("GET", "/api/v1/namespaces/default/pods/slow", None, b"").status, 404);
 }

@@ -6,7 +6,7 @@
 //! that never gave its values back), and an allocation record removed
 //! while Services still hold values in it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use e2e::Cluster;
 use serde_json::{json, Value};
@@ -23,14 +23,6 @@ fn create(c: &Cluster, name: &str, ip: Option<&str>, node_port: Option<u64>) -> 
     let body = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": spec});
     let r = e2e::http(&c.api.url, "POST", "/api/v1/namespaces/default/services", Some("application/json"), body.to_string().as_bytes());
     (r.status, r.json())
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < timeout, "{what}: not within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -50,9 +42,9 @@ async fn leaked_values_are_freed_and_unmarked_ones_marked() {
     assert_eq!(code, 422, "the leaked values are still marked: {s}");
     // Three passes later they are free again.
     let mut got = (0, Value::Null);
-    wait_for("the leaked ClusterIP and NodePort to be freed", Duration::from_secs(20), || {
+    e2e::eventually_blocking("the leaked ClusterIP and NodePort to be freed", Duration::from_secs(20), || {
         got = create(&c, "b", Some(&ip), Some(port));
-        got.0 == 201
+        (got.0 == 201).then_some(())
     });
     assert_eq!(got.1["spec"]["clusterIP"], json!(ip));
     assert_eq!(got.1["spec"]["ports"][0]["nodePort"], json!(port));
@@ -61,23 +53,22 @@ async fn leaked_values_are_freed_and_unmarked_ones_marked() {
     // so the values are not handed out twice.
     etcd.delete("/registry/ranges/serviceips", None).await.unwrap();
     etcd.delete("/registry/ranges/servicenodeports", None).await.unwrap();
-    wait_for("the ClusterIP to be marked again", Duration::from_secs(20), || {
+    e2e::eventually_blocking("the ClusterIP to be marked again", Duration::from_secs(20), || {
         let (code, _) = create(&c, "probe", Some(&ip), None);
         if code == 201 {
             // Created before the record was rebuilt (a doubled IP, which
             // the repair reports): undo and retry.
             e2e::http(&c.api.url, "DELETE", "/api/v1/namespaces/default/services/probe", None, b"");
         }
-        code == 422
+        (code == 422).then_some(())
     });
-    wait_for("the NodePort to be marked again", Duration::from_secs(20), || {
-        let (code, s) = create(&c, "probe2", None, Some(port));
+    e2e::eventually_blocking("the NodePort to be marked again", Duration::from_secs(20), || {
+        let (code, _) = create(&c, "probe2", None, Some(port));
         if code == 201 {
             // Created before the NodePort record was rebuilt: undo and retry.
-            let _ = s;
             e2e::http(&c.api.url, "DELETE", "/api/v1/namespaces/default/services/probe2", None, b"");
         }
-        code == 422
+        (code == 422).then_some(())
     });
     // Nothing was lost: b still holds both.
     let r = e2e::http(&c.api.url, "GET", "/api/v1/namespaces/default/services/b", None, b"");

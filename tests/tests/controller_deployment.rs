@@ -104,7 +104,7 @@ async fn deleted_pod_is_replaced_by_a_new_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_up_and_down_deletes_unready_pods_first() {
     let cluster = e2e::Cluster::start();
-    let _ctrl = Controller::start(&cluster, &[]);
+    let ctrl = Controller::start(&cluster, &[]);
     let client = cluster.client().await;
     apply(&cluster, &deployment("web", 1, "nginx:1", ""));
     eventually("1 pod", WAIT, || async { (active_pods(&client, "default").await.len() == 1).then_some(()) }).await;
@@ -126,6 +126,7 @@ async fn scale_up_and_down_deletes_unready_pods_first() {
         (out == "2").then_some(())
     })
     .await;
+    let (rs_adds, d_adds) = (ctrl.queue_adds("replicaset"), ctrl.queue_adds("deployment"));
     cluster.kubectl_ok(&["scale", "deployment/web", "--replicas=2"]);
     let left = eventually("2 pods", WAIT, || async {
         let p = active_pods(&client, "default").await;
@@ -133,14 +134,23 @@ async fn scale_up_and_down_deletes_unready_pods_first() {
     })
     .await;
     assert_eq!(names(&left), keep, "the ready pods stay, the pending ones go");
-    // No more churn afterwards.
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // No more churn afterwards. Proof that the controllers looked after the
+    // scale-down: the ReplicaSet's status reports the new generation with 2
+    // replicas, and both work queues drained.
+    eventually("the ReplicaSet's status at its generation with 2 replicas", WAIT, || async {
+        let rs = replica_sets(&client).await.into_iter().next()?;
+        let st = rs.status.as_ref()?;
+        (st.replicas == 2 && st.observed_generation == rs.metadata.generation && rs.metadata.generation >= Some(3)).then_some(())
+    })
+    .await;
+    ctrl.wait_drained("replicaset", rs_adds).await;
+    ctrl.wait_drained("deployment", d_adds).await;
     assert_eq!(names(&active_pods(&client, "default").await), keep);
     let status = cluster.kubectl_ok(&["get", "rs", "-o", "jsonpath={.items[0].status.replicas}/{.items[0].status.readyReplicas}/{.items[0].status.observedGeneration}"]);
     assert!(status.starts_with("2/2/"), "{status}");
     // The ReplicaSet was scaled twice (generation 3): status says it saw that.
     let rs = &replica_sets(&client).await[0];
-    assert!(rs.metadata.generation >= Some(3), "{:?}", rs.metadata.generation);
+    assert_eq!(rs.metadata.generation, Some(3), "created, then scaled twice");
     assert_eq!(rs.status.as_ref().unwrap().observed_generation, rs.metadata.generation);
     // One SuccessfulDelete event per pod deleted on the scale-down.
     let events = cluster.kubectl_ok(&["get", "events", "--field-selector=reason=SuccessfulDelete", "-o", "custom-columns=M:.message", "--no-headers"]);
@@ -277,10 +287,11 @@ async fn missed_progress_deadline_clears_when_pods_become_ready() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replica_set_adopts_orphans_and_releases_relabelled_pods() {
     let cluster = e2e::Cluster::start();
-    let _ctrl = Controller::start(&cluster, &[]);
+    let ctrl = Controller::start(&cluster, &[]);
     let client = cluster.client().await;
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), "default");
     cluster.kubectl_ok(&["run", "orphan", "--image=nginx", "--labels=app=rs"]);
+    let adds = ctrl.queue_adds("replicaset");
     apply(
         &cluster,
         "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {name: rs}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: rs}}\n  template:\n    metadata: {labels: {app: rs}}\n    spec: {containers: [{name: c, image: nginx}]}\n",
@@ -295,7 +306,15 @@ async fn replica_set_adopts_orphans_and_releases_relabelled_pods() {
         (p.len() == 2 && p.iter().all(controlled_by_rs)).then_some(p)
     })
     .await;
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // Proof that the ReplicaSet controller looked after the adoption: its
+    // status counts 2 replicas at its generation, and its queue drained.
+    eventually("the ReplicaSet's status: 2 replicas at its generation", WAIT, || async {
+        let rs = Api::<ReplicaSet>::namespaced(client.clone(), "default").get("rs").await.unwrap();
+        let st = rs.status.as_ref()?;
+        (st.replicas == 2 && st.observed_generation == rs.metadata.generation).then_some(())
+    })
+    .await;
+    ctrl.wait_drained("replicaset", adds).await;
     assert_eq!(names(&active_pods(&client, "default").await), names(&pods), "the orphan counted toward replicas");
 
     // Release: relabel the created pod out of the selector.
@@ -331,14 +350,16 @@ async fn paused_deployment_waits_for_resume() {
         (find(&c, "Progressing") == Some(("Unknown", "DeploymentPaused", "Deployment is paused"))).then_some(())
     })
     .await;
+    let adds = ctrl.queue_adds("deployment");
     cluster.kubectl_ok(&["set", "image", "deployment/web", "c=nginx:2"]);
-    // The controller sees the new generation, and does nothing with it.
+    // The controller sees the new generation, and does nothing with it:
+    // status reports the generation, and the queue drained since.
     eventually("new generation observed", WAIT, || async {
         let d = Api::<Deployment>::namespaced(client.clone(), "default").get("web").await.unwrap();
         (d.status.and_then(|s| s.observed_generation) == d.metadata.generation).then_some(())
     })
     .await;
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    ctrl.wait_drained("deployment", adds).await;
     assert_eq!(replica_sets(&client).await.len(), 1, "no new ReplicaSet while paused");
     assert!(active_pods(&client, "default").await.iter().all(|p| p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some("nginx:1")));
     assert_eq!(find(&conditions(&client, "web").await, "Progressing").map(|c| c.1.to_string()), Some("DeploymentPaused".into()));
@@ -389,7 +410,9 @@ async fn recreate_never_mixes_versions_and_history_is_limited() {
             }
         })
     };
+    let mut adds = 0.0;
     for image in ["nginx:2", "nginx:3"] {
+        adds = ctrl.queue_adds("deployment");
         cluster.kubectl_ok(&["set", "image", "deployment/web", &format!("c={image}")]);
         rollout_status(&cluster, &ctrl);
         let pods = active_pods(&client, "default").await;
@@ -407,6 +430,8 @@ async fn recreate_never_mixes_versions_and_history_is_limited() {
     let mut revisions: Vec<String> = rss.iter().map(|r| r.metadata.annotations.as_ref().unwrap()["deployment.kubernetes.io/revision"].clone()).collect();
     revisions.sort();
     assert_eq!(revisions, ["2", "3"]);
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // The clean-up is finished, not merely under way: the deployment
+    // controller's queue drained since the last rollout began.
+    ctrl.wait_drained("deployment", adds).await;
     assert_eq!(replica_sets(&client).await.len(), 2);
 }

@@ -48,7 +48,7 @@ async fn setup(cluster: &e2e::Cluster, client: &kube::Client, ns: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cascading_deletion_background_foreground_orphan() {
     let cluster = e2e::Cluster::start();
-    let _ctrl = Controller::start(&cluster, &[]);
+    let ctrl = Controller::start(&cluster, &[]);
     let client = cluster.client().await;
 
     // Background (kubectl's default): the Deployment goes at once, then its
@@ -73,12 +73,28 @@ async fn cascading_deletion_background_foreground_orphan() {
     // Orphan: the Deployment goes; its ReplicaSet stays, without an owner,
     // and keeps its pods.
     setup(&cluster, &client, "orphan").await;
+    let deployment_uid = Api::<Deployment>::namespaced(client.clone(), "orphan").get("web").await.unwrap().metadata.uid.unwrap();
+    let rs_adds = ctrl.queue_adds("replicaset");
     cluster.kubectl_ok(&["delete", "-n", "orphan", "deployment", "web", "--cascade=orphan", "--wait=false"]);
     eventually("deployment gone", WAIT, || async { (counts(&client, "orphan").await.0 == 0).then_some(()) }).await;
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    assert_eq!(counts(&client, "orphan").await, (0, 1, 2));
-    let rs = &Api::<ReplicaSet>::namespaced(client.clone(), "orphan").list(&Default::default()).await.unwrap().items[0];
+    let rss = Api::<ReplicaSet>::namespaced(client.clone(), "orphan");
+    let rs = &rss.list(&Default::default()).await.unwrap().items[0];
     assert!(rs.metadata.owner_references.as_ref().is_none_or(|r| r.is_empty()), "{:?}", rs.metadata.owner_references);
+    // Proof that the collector and the ReplicaSet controller have looked at
+    // the orphaned ReplicaSet since: a ReplicaSet created now, owned by the
+    // gone Deployment, is collected (the informer they share delivers the
+    // orphaned one's update first), and then both queues drain.
+    let adds = ctrl.queue_adds("garbagecollector");
+    let sentinel: ReplicaSet = serde_json::from_value(json!({"metadata": {"name": "sentinel", "ownerReferences": [{
+        "apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": deployment_uid}]},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "sentinel"}},
+            "template": {"metadata": {"labels": {"app": "sentinel"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}))
+    .unwrap();
+    rss.create(&PostParams::default(), &sentinel).await.unwrap();
+    gone(&rss, "sentinel", "a ReplicaSet of the gone Deployment collected").await;
+    ctrl.wait_drained("garbagecollector", adds).await;
+    ctrl.wait_drained("replicaset", rs_adds).await;
+    assert_eq!(counts(&client, "orphan").await, (0, 1, 2));
     // The ReplicaSet's pods are still its own.
     let pods = Api::<Pod>::namespaced(client.clone(), "orphan").list(&Default::default()).await.unwrap().items;
     assert!(pods.iter().all(|p| p.metadata.owner_references.as_ref().unwrap()[0].uid == *rs.metadata.uid.as_ref().unwrap()));
@@ -151,9 +167,16 @@ async fn orphan_and_foreground_deletes_of_any_kind_complete() {
     };
     let new_secret = |name: &str| -> Secret { serde_json::from_value(json!({"metadata": {"name": name}, "stringData": {"p": "w"}})).unwrap() };
     let s1 = secrets.create(&PostParams::default(), &new_secret("s1")).await.unwrap();
+    let adds = ctrl.queue_adds("garbagecollector");
     cms.create(&PostParams::default(), &owned_by(&s1, "dep1")).await.unwrap();
-    // Not collected while the owner lives.
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // Not collected while the owner lives. Proof that the collector looked
+    // at `dep1`: a ConfigMap created after it whose owner never existed is
+    // collected (one informer delivers both, `dep1` first), and then the
+    // queue drains.
+    let ghost: Secret = serde_json::from_value(json!({"metadata": {"name": "never-existed", "uid": "00000000-0000-0000-0000-00000000dead"}})).unwrap();
+    cms.create(&PostParams::default(), &owned_by(&ghost, "sentinel1")).await.unwrap();
+    gone(&cms, "sentinel1", "a ConfigMap whose owner never existed collected").await;
+    ctrl.wait_drained("garbagecollector", adds).await;
     assert!(cms.get_opt("dep1").await.unwrap().is_some(), "a dependent with a live owner was collected");
     secrets.delete("s1", &DeleteParams::background()).await.unwrap();
     gone(&cms, "dep1", "configmap owned by a deleted secret collected").await;
@@ -172,9 +195,17 @@ async fn orphan_and_foreground_deletes_of_any_kind_complete() {
     // Orphan on the Secret: the dependent stays, without the reference.
     let s3 = secrets.create(&PostParams::default(), &new_secret("s3")).await.unwrap();
     cms.create(&PostParams::default(), &owned_by(&s3, "dep3")).await.unwrap();
+    let adds = ctrl.queue_adds("garbagecollector");
     secrets.delete("s3", &DeleteParams::orphan()).await.unwrap();
     gone(&secrets, "s3", "secret deleted with Orphan gone").await;
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let dep3 = cms.get_opt("dep3").await.unwrap().expect("orphaned dependent kept");
+    assert!(dep3.metadata.owner_references.as_ref().is_none_or(|r| r.is_empty()), "{:?}", dep3.metadata.owner_references);
+    // Proof that the collector has looked at `dep3` since it was orphaned:
+    // a ConfigMap created now, owned by the gone `s3`, is collected (one
+    // informer delivers `dep3`'s update first), and then the queue drains.
+    cms.create(&PostParams::default(), &owned_by(&s3, "sentinel3")).await.unwrap();
+    gone(&cms, "sentinel3", "a ConfigMap of the gone secret collected").await;
+    ctrl.wait_drained("garbagecollector", adds).await;
     let dep3 = cms.get_opt("dep3").await.unwrap().expect("orphaned dependent kept");
     assert!(dep3.metadata.owner_references.as_ref().is_none_or(|r| r.is_empty()), "{:?}", dep3.metadata.owner_references);
     drop(ctrl);

@@ -148,7 +148,13 @@ spec:
         (ready_status(&n) == "Unknown").then_some(n)
     })
     .await;
-    assert!(stopped.elapsed() >= Duration::from_secs(2), "marked Unknown before the grace period: {:?}", stopped.elapsed());
+    // Both sides of the grace period (3 s): the last heartbeat came at most
+    // one beat (300 ms) and a request before `stopped`, so not before
+    // 2.5 s; and the controller looks every 300 ms, so well before 10 s
+    // (a controller waiting out the lease's 40 s instead would miss it).
+    let took = stopped.elapsed();
+    assert!(took >= Duration::from_millis(2500), "marked Unknown before the grace period: {took:?}");
+    assert!(took <= Duration::from_secs(10), "marked Unknown long after the grace period: {took:?}");
     let cond = n.status.unwrap().conditions.unwrap().into_iter().find(|c| c.type_ == "Ready").unwrap();
     assert_eq!(cond.reason.as_deref(), Some("NodeStatusUnknown"));
     eventually("unreachable taints", WAIT, || async {
@@ -184,9 +190,14 @@ spec:
         (ready_status(&n) == "True" && taints(&n).is_empty()).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // A heartbeating node stays Ready. Proof that the controller has kept
+    // watching for longer than the grace period since: a node registered
+    // now that never heartbeats goes Unknown meanwhile.
+    register_node(&client, "n9").await;
+    eventually("the silent n9 Ready=Unknown", WAIT, || async { (ready_status(&nodes.get("n9").await.unwrap()) == "Unknown").then_some(()) }).await;
     let n = nodes.get("n1").await.unwrap();
     assert_eq!((ready_status(&n).as_str(), taints(&n).len()), ("True", 0), "a heartbeating node stays Ready");
+    nodes.delete("n9", &Default::default()).await.unwrap();
 
     // Pod GC: the node is deleted; its (terminating) pods are force-deleted.
     nodes.delete("n1", &Default::default()).await.unwrap();

@@ -11,7 +11,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use e2e::ha::{client_for, wait_until, EtcdCluster, HaApiServer};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use e2e::eventually_blocking;
+use e2e::ha::{client_for, EtcdCluster, HaApiServer};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
@@ -36,6 +40,12 @@ fn master_endpoints(url: &str) -> (Vec<String>, Vec<(String, i64, String)>) {
     (ips, ports)
 }
 
+/// The etcd revision of an apiserver's master lease key (`None`: no key).
+async fn lease_revision(c: &etcd_client::Client, ip: &str) -> Option<i64> {
+    let mut c = c.clone();
+    c.get(format!("/registry/masterleases/{ip}"), None).await.ok()?.kvs().first().map(|kv| kv.mod_revision())
+}
+
 fn ips(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
@@ -49,7 +59,7 @@ async fn master_leases_keep_the_kubernetes_endpoints_to_the_live_apiservers() {
     let mut apis: Vec<HaApiServer> = (0..3).map(|i| HaApiServer::start(&etcd.endpoints(), dir.path(), i, &flags)).collect();
     let url = apis[0].url.clone();
     let all = ips(&["127.0.0.10", "127.0.0.11", "127.0.0.12"]);
-    wait_until("the three apiservers listed", Duration::from_secs(15), || master_endpoints(&url).0 == all);
+    eventually_blocking("the three apiservers listed", Duration::from_secs(15), || (master_endpoints(&url).0 == all).then_some(()));
     let (_, ports) = master_endpoints(&url);
     assert_eq!(ports, [("https".to_string(), 6443, "TCP".to_string())]);
     let ep = e2e::http(&url, "GET", "/api/v1/namespaces/default/endpoints/kubernetes", None, b"").json();
@@ -75,36 +85,57 @@ async fn master_leases_keep_the_kubernetes_endpoints_to_the_live_apiservers() {
     // kill -9: no goodbye; pruned once its lease expires (TTL + one interval at most).
     let killed = Instant::now();
     apis[2].proc.kill9();
-    wait_until("the killed apiserver pruned", Duration::from_secs(10), || master_endpoints(&url).0 == all[..2]);
+    eventually_blocking("the killed apiserver pruned", Duration::from_secs(10), || (master_endpoints(&url).0 == all[..2]).then_some(()));
     let pruned_after = killed.elapsed();
     eprintln!("kill -9'd apiserver pruned from the kubernetes endpoints after {pruned_after:?}");
     assert!(pruned_after >= Duration::from_secs(1), "pruned before its lease could expire: {pruned_after:?}");
 
     // It comes back: listed again within one interval.
     apis[2].restart();
-    wait_until("the restarted apiserver listed again", Duration::from_secs(8), || master_endpoints(&url).0 == all);
+    eventually_blocking("the restarted apiserver listed again", Duration::from_secs(8), || (master_endpoints(&url).0 == all).then_some(()));
 
     // A clean stop (SIGTERM) removes it at once, without waiting for the TTL.
     let stopped = Instant::now();
     let st = apis[1].proc.terminate(Duration::from_secs(10)).expect("apiserver exits on SIGTERM");
     assert!(st.success(), "{st}");
-    wait_until("the stopped apiserver removed", Duration::from_secs(2), || master_endpoints(&url).0 == ips(&["127.0.0.10", "127.0.0.12"]));
+    eventually_blocking("the stopped apiserver removed", Duration::from_secs(2), || (master_endpoints(&url).0 == ips(&["127.0.0.10", "127.0.0.12"])).then_some(()));
     eprintln!("SIGTERM'd apiserver removed after {:?}", stopped.elapsed());
-    // And stays out: nobody re-adds a stopped apiserver.
-    std::thread::sleep(Duration::from_secs(4));
-    assert_eq!(master_endpoints(&url).0, ips(&["127.0.0.10", "127.0.0.12"]));
+    // And stays out: nobody re-adds a stopped apiserver. Proof that both
+    // survivors' reconcilers ran since: each pass begins by rewriting the
+    // apiserver's own lease key, so two rewrites of each mean a whole pass
+    // (lease, then Endpoints) began and ended after the stop.
+    let survivors = ["127.0.0.10", "127.0.0.12"];
+    let seen: std::sync::Mutex<Vec<Vec<i64>>> = std::sync::Mutex::new(vec![Vec::new(); survivors.len()]);
+    e2e::eventually("two lease rewrites by each survivor", Duration::from_secs(20), || async {
+        for (i, ip) in survivors.iter().enumerate() {
+            if let Some(r) = lease_revision(&c, ip).await {
+                let mut seen = seen.lock().unwrap();
+                if seen[i].last() != Some(&r) {
+                    seen[i].push(r);
+                }
+            }
+        }
+        seen.lock().unwrap().iter().all(|revs| revs.len() >= 3).then_some(())
+    })
+    .await;
+    assert_eq!(master_endpoints(&url).0, ips(&survivors));
 }
 
 /// (type, name, resourceVersion) of every event a watcher saw.
 type Seen = Vec<(String, String, String)>;
 
-async fn watch_all(url: String, ns: String, from: String, want: usize) -> Seen {
+/// `opened` counts watchers whose first watch request was answered.
+async fn watch_all(url: String, ns: String, from: String, want: usize, opened: Arc<AtomicUsize>) -> Seen {
     let api: Api<ConfigMap> = Api::namespaced(client_for(&url).await, &ns);
     let mut seen = Seen::new();
     let mut rv = from;
+    let mut first = true;
     // A watch may end (server timeout); resume from the last rv, as informers do.
     while seen.len() < want {
         let stream = api.watch(&WatchParams::default().timeout(60), &rv).await.unwrap();
+        if std::mem::take(&mut first) {
+            opened.fetch_add(1, Ordering::SeqCst);
+        }
         futures::pin_mut!(stream);
         while let Some(ev) = stream.try_next().await.unwrap() {
             let (t, o) = match ev {
@@ -142,8 +173,10 @@ async fn every_apiserver_sees_every_write_in_the_same_order() {
     const PER_WRITER: usize = 20;
     let per_writer_events = PER_WRITER * 3 + PER_WRITER / 2;
     let want = per_writer_events * apis.len();
-    let watchers: Vec<_> = apis.iter().map(|a| tokio::spawn(watch_all(a.url.clone(), ns.to_string(), from.clone(), want))).collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let opened = Arc::new(AtomicUsize::new(0));
+    let watchers: Vec<_> = apis.iter().map(|a| tokio::spawn(watch_all(a.url.clone(), ns.to_string(), from.clone(), want, opened.clone()))).collect();
+    // The writes start once every watch is open, so they are delivered live.
+    e2e::eventually("every watcher's watch open", Duration::from_secs(30), || async { (opened.load(Ordering::SeqCst) == apis.len()).then_some(()) }).await;
     let writers: Vec<_> = apis
         .iter()
         .enumerate()

@@ -26,6 +26,8 @@ struct Ledger {
     retried: usize,
     failed: Vec<String>,
     latencies: Vec<(Instant, Duration)>,
+    /// Rounds (a create and a list) completed.
+    rounds: usize,
 }
 
 fn cm(name: &str) -> ConfigMap {
@@ -83,9 +85,24 @@ fn workload(url: String, stop: Arc<Mutex<bool>>, ledger: Arc<Mutex<Ledger>>) -> 
             n += 1;
             create_with_one_retry(&api, &format!("cm-{n}"), &ledger).await;
             list_with_one_retry(&api, &ledger).await;
+            ledger.lock().unwrap().rounds += 1;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
+}
+
+/// Rounds a fault must last for: the claim "no request failed" is only as
+/// good as the number of requests made while the fault was on.
+const ROUNDS: usize = 20;
+
+/// Waits until the workload has completed `n` more rounds (and, with
+/// `at_least`, until that much time has passed too); panics if it stalls.
+async fn rounds_done(ledger: &Mutex<Ledger>, n: usize, at_least: Duration, what: &str) {
+    let (start, t) = (ledger.lock().unwrap().rounds, Instant::now());
+    e2e::eventually(&format!("{n} workload rounds {what} (the workload stalled?)"), Duration::from_secs(30), || async {
+        (ledger.lock().unwrap().rounds >= start + n && t.elapsed() >= at_least).then_some(())
+    })
+    .await;
 }
 
 fn p95(mut v: Vec<Duration>) -> Duration {
@@ -119,16 +136,18 @@ async fn etcd_member_loss_is_invisible_and_quorum_loss_fails_fast() {
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let stop = Arc::new(Mutex::new(false));
     let writer = workload(api.url.clone(), stop.clone(), ledger.clone());
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    rounds_done(&ledger, ROUNDS, Duration::ZERO, "with every member up").await;
 
     // 1. Member 0: the apiserver's first endpoint, the one it talks to.
+    // Down for at least 4 s, and until the workload did its rounds.
     phase("killing member 0");
     let t_kill0 = Instant::now();
     etcd.kill9(0);
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    rounds_done(&ledger, ROUNDS, Duration::from_secs(4), "while member 0 was down").await;
+    let t_back0 = Instant::now();
     etcd.restart(0);
     etcd.wait_healthy(0, Duration::from_secs(30));
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    rounds_done(&ledger, ROUNDS / 4, Duration::ZERO, "after member 0 came back").await;
 
     // 2. The raft leader: the others must elect a new one first.
     phase("member 0 back");
@@ -136,10 +155,11 @@ async fn etcd_member_loss_is_invisible_and_quorum_loss_fails_fast() {
     phase(&format!("killing the leader, member {leader}"));
     let t_kill_leader = Instant::now();
     etcd.kill9(leader);
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    rounds_done(&ledger, ROUNDS, Duration::from_secs(4), "while the leader was down").await;
+    let t_back_leader = Instant::now();
     etcd.restart(leader);
     etcd.wait_healthy(leader, Duration::from_secs(30));
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    rounds_done(&ledger, ROUNDS / 4, Duration::ZERO, "after the leader came back").await;
 
     phase("leader back");
     *stop.lock().unwrap() = true;
@@ -149,8 +169,8 @@ async fn etcd_member_loss_is_invisible_and_quorum_loss_fails_fast() {
         let l = ledger.lock().unwrap();
         assert!(l.failed.is_empty(), "requests failed beyond one retry while one member was down: {:#?}", l.failed);
         let base: Vec<Duration> = l.latencies.iter().filter(|(t, _)| *t < t_kill0).map(|(_, d)| *d).collect();
-        let m0: Vec<Duration> = l.latencies.iter().filter(|(t, _)| *t >= t_kill0 && *t < t_kill0 + Duration::from_secs(4)).map(|(_, d)| *d).collect();
-        let ml: Vec<Duration> = l.latencies.iter().filter(|(t, _)| *t >= t_kill_leader && *t < t_kill_leader + Duration::from_secs(4)).map(|(_, d)| *d).collect();
+        let m0: Vec<Duration> = l.latencies.iter().filter(|(t, _)| *t >= t_kill0 && *t < t_back0).map(|(_, d)| *d).collect();
+        let ml: Vec<Duration> = l.latencies.iter().filter(|(t, _)| *t >= t_kill_leader && *t < t_back_leader).map(|(_, d)| *d).collect();
         eprintln!(
             "writes: {} acknowledged, {} needed their retry; create p95 latency: healthy {:?} ({} writes), member 0 down {:?} ({}), leader down {:?} ({}), worst {:?}",
             l.acked.len(),
@@ -193,7 +213,7 @@ async fn etcd_member_loss_is_invisible_and_quorum_loss_fails_fast() {
     etcd.restart(1);
     etcd.restart(2);
     let back = Instant::now();
-    e2e::ha::wait_until("readyz true again", Duration::from_secs(30), || api.ready());
+    e2e::eventually_blocking("readyz true again", Duration::from_secs(30), || api.ready().then_some(()));
     eprintln!("apiserver ready {:?} after the etcd members were restarted", back.elapsed());
     let capi: Api<ConfigMap> = Api::namespaced(client_for(&api.url).await, NS);
     capi.create(&PostParams::default(), &cm("after-recovery")).await.expect("writes work again");

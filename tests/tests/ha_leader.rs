@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use e2e::ha::{record_pods, HaControlPlane, PodHistory, Proc};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::Api;
@@ -30,41 +31,53 @@ use serde_json::json;
 const LEASE: Duration = Duration::from_secs(4);
 const ELECTION: [&str; 3] = ["--leader-elect-lease-duration=4s", "--leader-elect-renew-deadline=3s", "--leader-elect-retry-period=1s"];
 
+/// Two copies of a component with leader election, each with its health
+/// port (`/metrics`) on 127.0.0.1.
 struct Pair {
     procs: Vec<Proc>,
+    ports: Vec<u16>,
+    /// The Lease they compete for, in kube-system.
+    lease: &'static str,
+    what: &'static str,
 }
 
 impl Pair {
-    fn start(cp: &HaControlPlane, what: &str, binary: &str) -> Pair {
-        let procs = (1..=2)
-            .map(|i| {
-                let mut flags: Vec<String> = vec!["--leader-elect=true".into(), "--bind-address=127.0.0.1".into(), format!("--secure-port={}", e2e::free_port())];
+    fn start(cp: &HaControlPlane, what: &'static str, binary: &str) -> Pair {
+        let ports: Vec<u16> = (0..2).map(|_| e2e::free_port()).collect();
+        let procs = ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                let mut flags: Vec<String> = vec!["--leader-elect=true".into(), "--bind-address=127.0.0.1".into(), format!("--secure-port={port}")];
                 flags.extend(ELECTION.iter().map(|s| s.to_string()));
                 let f: Vec<&str> = flags.iter().map(String::as_str).collect();
-                cp.component(&format!("{what}-{i}"), binary, &f)
+                cp.component(&format!("{what}-{}", i + 1), binary, &f)
             })
             .collect();
-        Pair { procs }
+        let lease = if what == "scheduler" { "kube-scheduler" } else { "kube-controller-manager" };
+        Pair { procs, ports, lease, what }
     }
 
-    /// Index of the process that logged acquiring the lease (after `since` log bytes).
-    fn leader(&self, since: &[usize; 2]) -> Option<usize> {
-        (0..2).find(|&i| self.procs[i].log_text().get(since[i]..).is_some_and(|t| t.contains("acquired lease")))
+    /// Process `i` says it leads, on its /metrics: the scheduler's
+    /// `leader_election_master_status`; the controller manager creates its
+    /// work queues (and their series) only once it leads. A frozen or dead
+    /// process does not answer, so does not lead as far as anyone can see.
+    fn leads(&self, i: usize) -> bool {
+        let Some(r) = e2e::ha::try_get(&format!("http://127.0.0.1:{}", self.ports[i]), "/metrics", Duration::from_secs(1)) else { return false };
+        let series = if self.what == "scheduler" { r#"leader_election_master_status{name="kube-scheduler"}"# } else { r#"workqueue_adds_total{name="replicaset"}"# };
+        let value = e2e::metric(&r.text(), series);
+        if self.what == "scheduler" { value == Some(1.0) } else { value.is_some() }
     }
 
-    fn log_sizes(&self) -> [usize; 2] {
-        [self.procs[0].log_text().len(), self.procs[1].log_text().len()]
+    /// Waits until a process other than `not` leads; returns its index.
+    async fn wait_leader(&self, not: Option<usize>, timeout: Duration) -> usize {
+        e2e::eventually(&format!("a {} leader", self.what), timeout, || async { (0..2).find(|&i| Some(i) != not && self.leads(i)) }).await
     }
 
-    async fn wait_leader(&self, since: &[usize; 2], timeout: Duration) -> usize {
-        let t = Instant::now();
-        loop {
-            if let Some(i) = self.leader(since) {
-                return i;
-            }
-            assert!(t.elapsed() < timeout, "no leader after {timeout:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    /// (holderIdentity, leaseTransitions) of their Lease.
+    async fn holder(&self, client: &kube::Client) -> (String, i32) {
+        let spec = Api::<Lease>::namespaced(client.clone(), "kube-system").get(self.lease).await.unwrap().spec.unwrap();
+        (spec.holder_identity.unwrap_or_default(), spec.lease_transitions.unwrap_or_default())
     }
 }
 
@@ -108,16 +121,15 @@ async fn killed_leaders_are_replaced_within_the_lease_duration() {
     let (cp, _agent, client) = setup("failover").await;
     let mut controllers = Pair::start(&cp, "controller", "rkube-controller");
     let mut schedulers = Pair::start(&cp, "scheduler", "rkube-scheduler");
-    let c = controllers.wait_leader(&[0, 0], Duration::from_secs(20)).await;
-    let s = schedulers.wait_leader(&[0, 0], Duration::from_secs(20)).await;
+    let c = controllers.wait_leader(None, Duration::from_secs(20)).await;
+    let s = schedulers.wait_leader(None, Duration::from_secs(20)).await;
     // Both leaders die at once, as a machine would.
-    let (cs, ss) = (controllers.log_sizes(), schedulers.log_sizes());
     let t = Instant::now();
     controllers.procs[c].kill9();
     schedulers.procs[s].kill9();
-    let nc = controllers.wait_leader(&cs, Duration::from_secs(15)).await;
+    let nc = controllers.wait_leader(Some(c), Duration::from_secs(15)).await;
     let c_took = t.elapsed();
-    let ns = schedulers.wait_leader(&ss, Duration::from_secs(15)).await;
+    let ns = schedulers.wait_leader(Some(s), Duration::from_secs(15)).await;
     let s_took = t.elapsed();
     assert_eq!((nc, ns), (1 - c, 1 - s), "the standbys took over");
     eprintln!("leader kill -9: controller standby leads after {c_took:?}, scheduler standby after {s_took:?} (lease {LEASE:?})");
@@ -143,8 +155,9 @@ async fn frozen_leaders_stop_before_acting_again() {
     let recorder = record_pods(cp.apiservers[1].url.clone(), NS, ns_rv, history.clone());
     let mut controllers = Pair::start(&cp, "controller", "rkube-controller");
     let mut schedulers = Pair::start(&cp, "scheduler", "rkube-scheduler");
-    let c = controllers.wait_leader(&[0, 0], Duration::from_secs(20)).await;
-    let s = schedulers.wait_leader(&[0, 0], Duration::from_secs(20)).await;
+    let c = controllers.wait_leader(None, Duration::from_secs(20)).await;
+    let s = schedulers.wait_leader(None, Duration::from_secs(20)).await;
+    let (c_holder, s_holder) = (controllers.holder(&client).await, schedulers.holder(&client).await);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     deployments.create(&PostParams::default(), &deployment(5)).await.unwrap();
@@ -152,12 +165,15 @@ async fn frozen_leaders_stop_before_acting_again() {
     let first_five: BTreeSet<String> = pods.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|p| p.metadata.name).collect();
 
     // Freeze both leaders. Their connections stay open; they hold state.
-    let (cs, ss) = (controllers.log_sizes(), schedulers.log_sizes());
     controllers.procs[c].freeze();
     schedulers.procs[s].freeze();
     let frozen = Instant::now();
-    assert_eq!(controllers.wait_leader(&cs, Duration::from_secs(15)).await, 1 - c);
-    assert_eq!(schedulers.wait_leader(&ss, Duration::from_secs(15)).await, 1 - s);
+    assert_eq!(controllers.wait_leader(Some(c), Duration::from_secs(15)).await, 1 - c);
+    assert_eq!(schedulers.wait_leader(Some(s), Duration::from_secs(15)).await, 1 - s);
+    // The Leases changed hands: new holders, one transition each.
+    let (c_new, s_new) = (controllers.holder(&client).await, schedulers.holder(&client).await);
+    assert!(c_new.0 != c_holder.0 && c_new.1 == c_holder.1 + 1, "controller lease {c_holder:?} -> {c_new:?}");
+    assert!(s_new.0 != s_holder.0 && s_new.1 == s_holder.1 + 1, "scheduler lease {s_holder:?} -> {s_new:?}");
     // The new leaders scale up (10 new pods created and bound) while the
     // old ones are frozen with caches that know only the first 5. More
     // pending pods sit in the frozen scheduler's watch stream.
@@ -185,15 +201,26 @@ async fn frozen_leaders_stop_before_acting_again() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     eprintln!("frozen {:?}; old leaders exited {:?} after SIGCONT", thawed - frozen, thawed.elapsed());
-    for (p, what) in [(&controllers.procs[c], "controller"), (&schedulers.procs[s], "scheduler")] {
-        let log = p.log_text();
-        assert!(log.contains("leadership lost"), "old {what} did not say why it stopped:\n{}", p.log_tail(20));
-    }
-    // Settle, then count.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // They stopped because they lost their Lease, and left it alone: the
+    // new leaders still hold it, with no further transition.
+    assert_eq!(controllers.holder(&client).await, c_new, "the old controller leader wrote its Lease after SIGCONT");
+    assert_eq!(schedulers.holder(&client).await, s_new, "the old scheduler leader wrote its Lease after SIGCONT");
+    // Count once the recorder has seen everything up to now: a pod
+    // created last (bound to a node that does not exist, so nobody acts on
+    // it) reaches it after every earlier pod event.
     wait_running(&pods, 15, Duration::from_secs(10)).await;
+    let marker: Pod = serde_json::from_value(json!({"metadata": {"name": "marker", "labels": {"app": "marker"}},
+        "spec": {"nodeName": "nowhere", "containers": [{"name": "c", "image": "busybox:1"}]}}))
+    .unwrap();
+    pods.create(&PostParams::default(), &marker).await.unwrap();
+    e2e::eventually("the recorder to see the marker pod", Duration::from_secs(30), || async { history.lock().unwrap().added.contains_key("marker").then_some(()) }).await;
+    pods.delete("marker", &kube::api::DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await.unwrap();
+    e2e::eventually("the marker pod gone", Duration::from_secs(30), || async { pods.get_opt("marker").await.unwrap().is_none().then_some(()) }).await;
     recorder.abort();
-    let h = history.lock().unwrap();
+    let mut h = history.lock().unwrap();
+    h.added.remove("marker");
+    h.deleted.remove("marker");
+    h.nodes.remove("marker");
     assert_eq!(h.added.len(), 15, "pods ever created: a double creation shows here");
     assert!(h.added.values().all(|n| *n == 1));
     assert_eq!(h.deleted.values().sum::<usize>(), 0, "pods deleted: extra pods were created and removed");
@@ -204,16 +231,23 @@ async fn frozen_leaders_stop_before_acting_again() {
     // bound by the old leader just before it froze; events are written in
     // the background, and a leader that loses its lease exits (as
     // kube-scheduler does), so its unsent events may go with it.
-    let events = Api::<Event>::namespaced(client.clone(), NS).list(&ListParams::default()).await.unwrap();
-    let mut scheduled: BTreeMap<String, i32> = BTreeMap::new();
-    for e in events.items.iter().filter(|e| e.reason.as_deref() == Some("Scheduled")) {
-        *scheduled.entry(e.involved_object.name.clone().unwrap_or_default()).or_default() += e.count.unwrap_or(1);
-    }
-    assert!(scheduled.values().all(|n| *n == 1), "a pod was scheduled twice: {scheduled:?}");
-    let later: Vec<&String> = h.added.keys().filter(|p| !first_five.contains(*p)).collect();
+    let later: Vec<String> = h.added.keys().filter(|p| !first_five.contains(*p)).cloned().collect();
     assert_eq!(later.len(), 10, "{later:?}");
-    let missing: Vec<&&String> = later.iter().filter(|p| !scheduled.contains_key(**p)).collect();
-    assert!(missing.is_empty(), "no Scheduled event for pods the new leader bound: {missing:?} ({scheduled:?})");
+    drop(h);
+    let scheduled_events = || async {
+        let events = Api::<Event>::namespaced(client.clone(), NS).list(&ListParams::default()).await.unwrap();
+        let mut scheduled: BTreeMap<String, i32> = BTreeMap::new();
+        for e in events.items.iter().filter(|e| e.reason.as_deref() == Some("Scheduled")) {
+            *scheduled.entry(e.involved_object.name.clone().unwrap_or_default()).or_default() += e.count.unwrap_or(1);
+        }
+        scheduled
+    };
+    let scheduled = e2e::eventually("a Scheduled event for each pod the new leader bound", Duration::from_secs(30), || async {
+        let scheduled = scheduled_events().await;
+        later.iter().all(|p| scheduled.contains_key(p)).then_some(scheduled)
+    })
+    .await;
+    assert!(scheduled.values().all(|n| *n == 1), "a pod was scheduled twice: {scheduled:?}");
     // The survivors are the leaders and keep working.
     deployments.patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 17}}))).await.unwrap();
     wait_running(&pods, 17, Duration::from_secs(30)).await;

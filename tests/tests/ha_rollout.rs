@@ -86,8 +86,23 @@ async fn apiserver_killed_during_a_200_pod_rollout() {
     };
     eprintln!("apiserver killed at {killed:?} with {at} pods created; rollout of {REPLICAS} complete after {done:?}");
 
-    // Exactly 200, all Running, spread over the nodes; nothing doubled or lost.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Exactly 200, all Running, spread over the nodes; nothing doubled or
+    // lost. Counted once the recorder has seen everything up to now: a pod
+    // created last (bound to a node that does not exist, so nobody acts on
+    // it) reaches it after every earlier pod event.
+    let marker: Pod = serde_json::from_value(json!({"metadata": {"name": "marker", "labels": {"app": "marker"}},
+        "spec": {"nodeName": "nowhere", "containers": [{"name": "c", "image": "busybox:1"}]}}))
+    .unwrap();
+    pods.create(&PostParams::default(), &marker).await.unwrap();
+    e2e::eventually("the recorder to see the marker pod", Duration::from_secs(30), || async { history.lock().unwrap().added.contains_key("marker").then_some(()) }).await;
+    pods.delete("marker", &kube::api::DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await.unwrap();
+    e2e::eventually("the marker pod gone", Duration::from_secs(30), || async { pods.get_opt("marker").await.unwrap().is_none().then_some(()) }).await;
+    {
+        let mut h = history.lock().unwrap();
+        h.added.remove("marker");
+        h.deleted.remove("marker");
+        h.nodes.remove("marker");
+    }
     let list = pods.list(&ListParams::default()).await.unwrap();
     assert_eq!(list.items.len(), REPLICAS, "pods in the namespace");
     assert!(list.items.iter().all(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")), "not all Running");

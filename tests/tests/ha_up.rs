@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::up::{free_ranges, route_free, run, wait, UpCluster};
+use e2e::up::{free_ranges, route_free, run, UpCluster};
 
 #[test]
 fn up_ha_survives_an_apiserver_and_a_scheduler_leader_kill_and_down_cleans() {
@@ -39,8 +39,8 @@ fn up_ha_survives_an_apiserver_and_a_scheduler_leader_kill_and_down_cleans() {
     let kc = std::fs::read_to_string(c.state.path().join("pki/kube-scheduler.kubeconfig")).unwrap();
     assert!(kc.contains(&format!("server: https://{base}.1:6443")), "{kc}");
     let want = format!("{base}.2:6443,{base}.3:6443,{base}.4:6443");
-    wait("kubernetes endpoints list the 3 apiservers", Duration::from_secs(20), || {
-        c.kubectl(&["get", "endpoints", "kubernetes", "-o", "jsonpath={range .subsets[*].addresses[*]}{.ip}:6443,{end}"]).1.trim_end_matches(',') == want
+    e2e::eventually_blocking("kubernetes endpoints list the 3 apiservers", Duration::from_secs(20), || {
+        (c.kubectl(&["get", "endpoints", "kubernetes", "-o", "jsonpath={range .subsets[*].addresses[*]}{.ip}:6443,{end}"]).1.trim_end_matches(',') == want).then_some(())
     });
 
     // kill -9 one apiserver: kubectl through HAProxy does not notice.
@@ -50,8 +50,8 @@ fn up_ha_survives_an_apiserver_and_a_scheduler_leader_kill_and_down_cleans() {
     // socket still completes TCP handshakes, and a connection HAProxy has
     // already handed to it then ends in EOF — no proxy can resend that. The
     // claim is about a dead apiserver, so wait until it is one.
-    wait("the killed apiserver has exited", Duration::from_secs(10), || {
-        std::fs::read_to_string(format!("/proc/{killed}/stat")).map_or(true, |s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
+    e2e::eventually_blocking("the killed apiserver has exited", Duration::from_secs(10), || {
+        std::fs::read_to_string(format!("/proc/{killed}/stat")).map_or(true, |s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z'))).then_some(())
     });
     let mut failures = Vec::new();
     for _ in 0..30 {
@@ -65,12 +65,24 @@ fn up_ha_survives_an_apiserver_and_a_scheduler_leader_kill_and_down_cleans() {
     assert!(out.lines().any(|l| l.starts_with("apiserver-1 ") && l.contains("stopped")), "{out}");
 
     // kill -9 the scheduler leader: the standby takes over within the
-    // lease duration (15 s) plus a retry period.
-    let leader = ["scheduler-1", "scheduler-2"].into_iter().find(|s| c.log(s).contains("acquired lease")).expect("a scheduler leads");
-    let standby = if leader == "scheduler-1" { "scheduler-2" } else { "scheduler-1" };
+    // lease duration (15 s) plus a retry period. Who leads is what each
+    // scheduler reports on /metrics (`leader_election_master_status`, on
+    // the health port `rkube up` recorded in cluster.json).
+    let spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(c.state.path().join("cluster.json")).unwrap()).unwrap();
+    let ports: Vec<u64> = spec["ha"]["scheduler"].as_array().expect("cluster.json: ha.scheduler").iter().map(|p| p.as_u64().unwrap()).collect();
+    assert_eq!(ports.len(), 2, "{spec}");
+    let leads = |i: usize| {
+        e2e::try_http(&format!("http://127.0.0.1:{}", ports[i]), "GET", "/metrics", None, b"")
+            .ok()
+            .and_then(|r| e2e::metric(&r.text(), r#"leader_election_master_status{name="kube-scheduler"}"#))
+            == Some(1.0)
+    };
+    let leader = e2e::eventually_blocking("a scheduler leads", Duration::from_secs(25), || (0..2).find(|&i| leads(i)));
+    assert!(!leads(1 - leader), "both schedulers say they lead");
+    let (leader, standby, standby_index) = (format!("scheduler-{}", leader + 1), format!("scheduler-{}", 2 - leader), 1 - leader);
     let t = Instant::now();
-    unsafe { libc::kill(c.pid(leader), libc::SIGKILL) };
-    wait("the standby scheduler to take over", Duration::from_secs(25), || c.log(standby).contains("acquired lease"));
+    unsafe { libc::kill(c.pid(&leader), libc::SIGKILL) };
+    e2e::eventually_blocking("the standby scheduler to take over", Duration::from_secs(25), || leads(standby_index).then_some(()));
     eprintln!("{standby} took over {:?} after {leader} was killed", t.elapsed());
 
     // `rkube chaos` (a short run): it first restarts what we killed, then

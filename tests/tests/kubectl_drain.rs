@@ -80,11 +80,14 @@ async fn drain_evicts_pods_which_move_to_other_nodes() {
     // default drains both.
     let old = if e2e::have_kubectl("1.27") { "1.27" } else { "default" };
     for (version, node, allowed) in [("default", "sim-0", vec!["sim-1", "sim-2"]), (old, "sim-1", vec!["sim-2"])] {
+        // Every web pod on the node is evicted, each exactly once.
+        let on_node = web_pods_by_node(&pods).await.expect("web pods Running").get(node).copied().unwrap_or(0);
+        assert!(on_node >= 1, "no web pod on {node} to drain");
         let out = cluster.kubectl_v(version, &["drain", node, "--ignore-daemonsets", "--timeout=60s"]);
         let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success(), "kubectl {version} drain {node}: {stderr}\n{stdout}");
         let evicted = stdout.lines().filter(|l| l.starts_with("pod/web-") && l.ends_with(" evicted")).count();
-        assert!(evicted >= 1, "kubectl {version} drain {node} evicts (not deletes): {stdout}");
+        assert_eq!(evicted, on_node, "kubectl {version} drain {node} evicts (not deletes) each of its {on_node} pods: {stdout}");
         assert!(stdout.contains(&format!("node/{node} drained")), "{stdout}");
         assert!(unschedulable(&nodes.get(node).await.unwrap()));
         let got = eventually(&format!("4 web pods Running off {node}"), Duration::from_secs(60), &mut agent, || {

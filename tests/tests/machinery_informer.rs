@@ -157,7 +157,8 @@ async fn informer_resumes_after_connection_loss() {
     proxy.cut();
     set_v(&direct, "a", "2").await;
     direct.create(&PostParams::default(), &cm("b", "red")).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The informer noticed: it tried to reconnect, and was refused.
+    eventually("the informer to try to reconnect", WAIT, || async { (proxy.refused() > 0).then_some(()) }).await;
     proxy.restore();
 
     assert_eq!(next_events(&mut events, 2).await, ["add b", "update a v1->v2"]);

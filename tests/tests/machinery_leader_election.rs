@@ -65,10 +65,24 @@ async fn standby_takes_over_when_the_leader_dies() {
     let cluster = e2e::Cluster::start();
     let (a_started, a) = candidate(cluster.client().await, NS, "a").await;
     tokio::time::timeout(WAIT, a_started).await.unwrap().unwrap();
-    let (mut b_started, b) = candidate(cluster.client().await, NS, "b").await;
+    let (b_client, sent) = recording_client(&cluster.api.url).await;
+    let (mut b_started, b) = candidate(b_client, NS, "b").await;
 
-    // While `a` renews, `b` stays a standby.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // While `a` renews, `b` stays a standby. Proof that `b` looked long
+    // enough to have taken over from a silent `a`: it read the lease more
+    // than a lease duration (and a retry) after it first saw it, and then
+    // sent its next request — it had decided on what it read.
+    let lease_path = format!("/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/lock");
+    let waited = fast().lease_duration + fast().retry_period;
+    eventually("b to look at the lease for longer than a lease duration", WAIT, || async {
+        let sent = sent.lock().unwrap();
+        let first = sent.iter().find(|r| r.path == lease_path)?.answered?;
+        let late = sent.iter().position(|r| r.path == lease_path && r.answered.is_some_and(|a| a >= first + waited))?;
+        (sent.len() > late + 1).then_some(())
+    })
+    .await;
+    let tried: Vec<Sent> = sent.lock().unwrap().iter().filter(|r| r.method != http::Method::GET).cloned().collect();
+    assert!(tried.is_empty(), "b tried to write while a was renewing: {tried:?}");
     assert!(b_started.try_recv().is_err(), "b became leader while a was renewing");
     let l = lease(&cluster, "lock").await;
     let spec = l.spec.unwrap();
@@ -231,8 +245,6 @@ async fn frozen_leader_notices_lost_lease_before_acting() {
     assert!(Command::new("kill").args(["-STOP", &pid.to_string()]).status().unwrap().success());
     let stopped_at = wall_ms();
     let b_at = tokio::time::timeout(WAIT, b_started).await.expect("standby never took over").unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    while lines.try_recv().is_ok() {} // output from before the freeze
     assert!(Command::new("kill").args(["-CONT", &pid.to_string()]).status().unwrap().success());
 
     let mut after = Vec::new();
@@ -250,9 +262,12 @@ async fn frozen_leader_notices_lost_lease_before_acting() {
     let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
     assert_eq!(status.code(), Some(3), "child output after SIGCONT: {after:?}");
     // Nothing acted between the standby taking over and the child noticing.
+    // `after` may begin with lines printed before the freeze, up to the
+    // millisecond of `stopped_at` (taken once the SIGSTOP was sent); any
+    // line printed after SIGCONT is stamped later than that.
     let acted: Vec<&String> = after
         .iter()
-        .filter(|l| l.strip_prefix("ACT ").and_then(|t| t.parse::<u128>().ok()).is_some_and(|t| t >= stopped_at))
+        .filter(|l| l.strip_prefix("ACT ").and_then(|t| t.parse::<u128>().ok()).is_some_and(|t| t > stopped_at))
         .collect();
     assert!(acted.is_empty(), "old leader acted after being frozen (standby led since {b_at}): {acted:?}");
     let spec = lease(&cluster, "lock").await.spec.unwrap();

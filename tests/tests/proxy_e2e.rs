@@ -19,6 +19,7 @@ mod proxy_common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use e2e::eventually_blocking;
 use proxy_common::*;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -70,14 +71,7 @@ fn metrics(node: &Netns) -> Option<String> {
 
 /// The proxy's last successful sync time (Unix seconds), from `/metrics`.
 fn last_sync(node: &Netns) -> Option<f64> {
-    metrics(node)?
-        .lines()
-        .find(|l| l.starts_with("kubeproxy_sync_proxy_rules_last_timestamp_seconds "))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-        .filter(|t: &f64| *t > 0.0)
+    e2e::metric(&metrics(node)?, "kubeproxy_sync_proxy_rules_last_timestamp_seconds").filter(|t| *t > 0.0)
 }
 
 #[test]
@@ -139,10 +133,10 @@ fn proxy_follows_the_api_in_a_node_namespace() {
     let logs = |p: &ProxyProcess| format!("--- proxy log ---\n{}", p.log_text());
 
     // ClusterIP and NodePort, from the client: both backends answer.
-    eventually("traffic to both backends via the ClusterIP", WAIT, || logs(&proxy), || {
+    eventually_blocking("traffic to both backends via the ClusterIP", WAIT, || {
         (answers(&client, &cluster_addr, 30) == set(&["b1", "b2"])).then_some(())
     });
-    eventually("traffic to both backends via the NodePort", WAIT, || logs(&proxy), || {
+    eventually_blocking("traffic to both backends via the NodePort", WAIT, || {
         (answers(&client, &node_addr, 30) == set(&["b1", "b2"])).then_some(())
     });
     assert!(proxy.is_running());
@@ -161,7 +155,7 @@ fn proxy_follows_the_api_in_a_node_namespace() {
 
     // Remove b2 through the API: only b1 gets traffic.
     cp.kubectl(&["apply", "-f", "-"], Some(&endpoints_yaml(&ns, &["10.244.1.2"])));
-    eventually("b2 to stop getting traffic", WAIT, || logs(&proxy), || {
+    eventually_blocking("b2 to stop getting traffic", WAIT, || {
         (answers(&client, &cluster_addr, 20) == set(&["b1"]) && answers(&client, &node_addr, 10) == set(&["b1"])).then_some(())
     });
 
@@ -173,8 +167,8 @@ fn proxy_follows_the_api_in_a_node_namespace() {
     assert!(before_restart.is_none(), "the proxy is dead; its metrics port must be closed");
     cp.kubectl(&["apply", "-f", "-"], Some(&endpoints_yaml(&ns, &["10.244.1.2", "10.244.2.2"])));
     let mut proxy = ProxyProcess::start(&node, &args, cp.dir.path().join("proxy-2.log"));
-    eventually("the restarted proxy to sync", WAIT, || logs(&proxy), || last_sync(&node));
-    eventually("traffic to both backends again", WAIT, || logs(&proxy), || {
+    eventually_blocking("the restarted proxy to sync", WAIT, || last_sync(&node));
+    eventually_blocking("traffic to both backends again", WAIT, || {
         (answers(&client, &cluster_addr, 30) == set(&["b1", "b2"])).then_some(())
     });
     let after_restart = rules_of(&node);
@@ -188,7 +182,7 @@ fn proxy_follows_the_api_in_a_node_namespace() {
     // would): its chains go, and the ClusterIP stops answering.
     cp.kubectl(&["delete", "service", "web", "-n", &ns], None);
     cp.kubectl(&["delete", "endpoints", "web", "-n", &ns], None);
-    eventually("the service's chains to be deleted", WAIT, || logs(&proxy), || {
+    eventually_blocking("the service's chains to be deleted", WAIT, || {
         let nat = node.save("nat");
         (!nat.iter().any(|l| l.contains("KUBE-SVC-") || l.contains("KUBE-SEP-") || l.contains("KUBE-EXT-"))).then_some(())
     });

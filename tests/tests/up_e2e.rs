@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use e2e::up::{alive, cmdline, free_ranges, netns_procs, run, sandbox_netns, wait, Proc, UpCluster};
+use e2e::up::{alive, cmdline, free_ranges, netns_procs, run, sandbox_netns, Proc, UpCluster};
 
 fn lines(cmd: &str, args: &[&str]) -> BTreeSet<String> {
     let (_, out) = run(cmd, args);
@@ -200,15 +200,15 @@ fn up_two_nodes_demo_heals_spreads_and_down_cleans() {
     assert_eq!(pods.len(), 3, "{pods:?}");
     let victim = pods[0].0.clone();
     c.kubectl(&["delete", "pod", &victim, "--wait=false"]);
-    wait("frontend healed", Duration::from_secs(90), || {
+    e2e::eventually_blocking("frontend healed", Duration::from_secs(90), || {
         let now = c.frontend_pods();
-        now.len() == 3 && !now.iter().any(|(p, _)| *p == victim)
+        (now.len() == 3 && !now.iter().any(|(p, _)| *p == victim)).then_some(())
     });
 
     // Scaling to 6 spreads the pods over both nodes.
     c.kubectl(&["scale", "deployment/frontend", "--replicas=6"]);
     c.kubectl(&["rollout", "status", "deployment/frontend", "--timeout=120s"]);
-    wait("6 frontends running", Duration::from_secs(60), || c.frontend_pods().len() == 6);
+    e2e::eventually_blocking("6 frontends running", Duration::from_secs(60), || (c.frontend_pods().len() == 6).then_some(()));
     let on: BTreeSet<String> = c.frontend_pods().into_iter().map(|(_, n)| n).collect();
     assert_eq!(on, [format!("{prefix}-node1"), format!("{prefix}-node2")].into_iter().collect());
 

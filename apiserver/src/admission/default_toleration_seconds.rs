@@ -11,7 +11,7 @@
 
 use serde_json::{json, Value};
 
-use super::Request;
+use super::attributes::Request;
 
 pub const TAINT_NODE_NOT_READY: &str = "node.kubernetes.io/not-ready";
 pub const TAINT_NODE_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
@@ -91,7 +91,7 @@ mod tests {
     fn only_pod_creates() {
         let mut pod = json!({"spec": {}});
         let mut req = Request::create("", "pods", "dev");
-        req.operation = super::super::Operation::Update;
+        req.operation = super::super::attributes::Operation::Update;
         assert!(!admit(&req, &mut pod, 300, 300));
         assert!(!admit(&Request::create("apps", "deployments", "dev"), &mut pod, 300, 300));
         assert_eq!(pod, json!({"spec": {}}));

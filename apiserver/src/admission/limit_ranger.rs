@@ -18,9 +18,11 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{LimitRange, LimitRangeItem};
+use machinery::quota::{format_milli, milli};
 use serde_json::{json, Map, Value};
 
-use super::{format_milli, milli, AdmissionError, Request};
+use super::attributes::Request;
+use super::errors::AdmissionError;
 
 pub const ANNOTATION: &str = "kubernetes.io/limit-ranger";
 const PLUGIN: &str = "LimitRanger";

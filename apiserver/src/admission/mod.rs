@@ -14,8 +14,9 @@
 //! - **NamespaceLifecycle** — no new objects in a namespace that does not
 //!   exist or is being deleted, and the immortal namespaces (`default`,
 //!   `kube-system`, `kube-public`) may not be deleted. It needs live state
-//!   (the namespace), so the registry runs it (`Registry::admit_namespace`);
-//!   here it is only a name in the chain, so it can be disabled.
+//!   (the namespace), so the write checks run it (`security::Checks`,
+//!   which the handler hands the registry); here it is only a name in the
+//!   chain, so it can be disabled.
 //! - [`limit_ranger`] — **LimitRanger**: default container requests/limits
 //!   from the namespace's LimitRanges (mutating), and enforce their
 //!   min/max (validating).
@@ -32,57 +33,29 @@
 //! knows about the namespace ([`NamespaceState`]); refusals are
 //! [`AdmissionError`]s, which render as Kubernetes' 403
 //! `pods "web" is forbidden: <why>`.
+//!
+//! This file is the chain: it calls the plugins. What the plugins share
+//! lives in leaves they import instead of this file — [`attributes`] (the
+//! [`Request`] being admitted, upstream `admission.Attributes`) and
+//! [`errors`] (the refusal, upstream `admission.NewForbidden`); quantities
+//! come from `machinery::quota`.
+
+pub mod attributes;
+pub mod errors;
 
 pub mod default_toleration_seconds;
 pub mod limit_ranger;
 pub mod resource_quota;
 pub mod service_account;
 
-use std::fmt;
+pub use attributes::{Operation, Request};
+pub use errors::AdmissionError;
+pub use resource_quota::QuotaState;
+// Quantities in milli-units, shared with the resourcequota controller.
+pub use machinery::quota::{format_milli, milli};
 
-use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota};
-use serde_json::{json, Value};
-
-/// What kind of write is being admitted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    Create,
-    Update,
-    Delete,
-    Connect,
-}
-
-/// The request as admission sees it (admission.Attributes).
-#[derive(Debug, Clone, Copy)]
-pub struct Request<'a> {
-    pub operation: Operation,
-    pub group: &'a str,
-    /// Plural resource (`pods`).
-    pub resource: &'a str,
-    pub subresource: &'a str,
-    pub namespace: &'a str,
-    /// The object's name from the URL; empty for create.
-    pub name: &'a str,
-}
-
-impl<'a> Request<'a> {
-    pub fn create(group: &'a str, resource: &'a str, namespace: &'a str) -> Self {
-        Request { operation: Operation::Create, group, resource, subresource: "", namespace, name: "" }
-    }
-
-    /// A pod create — the case most plugins act on.
-    pub fn is_pod_create(&self) -> bool {
-        self.operation == Operation::Create && self.group.is_empty() && self.resource == "pods" && self.subresource.is_empty()
-    }
-}
-
-/// A quota with its current usage (what the quota's `status.used` says, or
-/// what the apiserver counted from its cache).
-#[derive(Debug, Clone)]
-pub struct QuotaState {
-    pub quota: ResourceQuota,
-    pub used: resource_quota::Usage,
-}
+use k8s_openapi::api::core::v1::LimitRange;
+use serde_json::Value;
 
 /// What the plugins read about the request's namespace. The apiserver fills
 /// it from its watch cache.
@@ -96,62 +69,6 @@ pub struct NamespaceState<'a> {
     /// before the chain runs (`security::NamespaceInputs::read`).
     pub service_account_exists: Option<&'a dyn Fn(&str) -> bool>,
 }
-
-/// A refused request: 403 Forbidden, `<resource>[.<group>] "<name>" is forbidden: <why>`
-/// (admission.NewForbidden).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AdmissionError {
-    /// The plugin that refused.
-    pub plugin: &'static str,
-    pub group: String,
-    pub resource: String,
-    /// The object's name; `generateName` when it has none yet; "Unknown" if neither.
-    pub name: String,
-    pub why: String,
-}
-
-impl AdmissionError {
-    pub fn forbidden(plugin: &'static str, req: &Request<'_>, object: Option<&Value>, why: impl Into<String>) -> Self {
-        let from_obj = |k: &str| {
-            object
-                .and_then(|o| o.pointer(&format!("/metadata/{k}")))
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-        };
-        let name = if !req.name.is_empty() {
-            req.name.to_string()
-        } else {
-            from_obj("name").or_else(|| from_obj("generateName")).unwrap_or_else(|| "Unknown".into())
-        };
-        AdmissionError { plugin, group: req.group.into(), resource: req.resource.into(), name, why: why.into() }
-    }
-
-    pub fn message(&self) -> String {
-        let qualified = if self.group.is_empty() { self.resource.clone() } else { format!("{}.{}", self.resource, self.group) };
-        format!("{qualified} {:?} is forbidden: {}", self.name, self.why)
-    }
-
-    /// The Status body (403).
-    pub fn status(&self) -> Value {
-        let mut details = json!({"name": self.name, "kind": self.resource});
-        if !self.group.is_empty() {
-            details["group"] = json!(self.group);
-        }
-        json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": self.message(), "reason": "Forbidden", "details": details, "code": 403,
-        })
-    }
-}
-
-impl fmt::Display for AdmissionError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message())
-    }
-}
-
-impl std::error::Error for AdmissionError {}
 
 /// The admission plugins rkube implements, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,7 +181,7 @@ impl Chain {
         let mut out = Admitted::default();
         for p in &self.plugins {
             let changed = match p {
-                // Run by the registry, which reads the namespace.
+                // Run by the write checks (`security.rs`), which read the namespace.
                 Plugin::NamespaceLifecycle => false,
                 Plugin::LimitRanger => limit_ranger::admit(req, object, ns.limit_ranges),
                 Plugin::ServiceAccount => service_account::admit(req, object, ns.service_account_exists)?,
@@ -302,9 +219,6 @@ impl Chain {
         Ok(charged)
     }
 }
-
-// Quantities in milli-units, shared with the resourcequota controller.
-pub use machinery::quota::{format_milli, milli};
 
 #[cfg(test)]
 mod tests {
@@ -351,17 +265,5 @@ mod tests {
             assert_eq!(format_milli(resource, milli(q).unwrap()), expected, "{resource}={q}");
         }
         assert!(milli("lots").is_err());
-    }
-
-    #[test]
-    fn forbidden_names_the_object() {
-        let req = Request::create("", "pods", "dev");
-        let e = AdmissionError::forbidden("X", &req, Some(&json!({"metadata": {"name": "web"}})), "no");
-        assert_eq!(e.message(), r#"pods "web" is forbidden: no"#);
-        let e = AdmissionError::forbidden("X", &req, Some(&json!({"metadata": {"generateName": "web-"}})), "no");
-        assert_eq!(e.message(), r#"pods "web-" is forbidden: no"#);
-        let e = AdmissionError::forbidden("X", &Request::create("apps", "deployments", "dev"), None, "no");
-        assert_eq!(e.message(), r#"deployments.apps "Unknown" is forbidden: no"#);
-        assert_eq!(e.status()["code"], 403);
     }
 }

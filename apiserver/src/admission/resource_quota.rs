@@ -27,12 +27,21 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ResourceQuota;
 use serde_json::Value;
 
-use super::{format_milli, AdmissionError, Operation, QuotaState, Request};
+use super::attributes::{Operation, Request};
+use super::errors::AdmissionError;
 // The usage computation is shared with the resourcequota controller.
-use machinery::quota::{compute_names, container_list, hard_of, is_terminal};
+use machinery::quota::{compute_names, container_list, format_milli, hard_of, is_terminal};
 pub use machinery::quota::{compute_usage, qualified, usage_from_status, usage_of, Usage};
 
 const PLUGIN: &str = "ResourceQuota";
+
+/// A quota with its current usage (what the quota's `status.used` says, or
+/// what the apiserver counted from its cache).
+#[derive(Debug, Clone)]
+pub struct QuotaState {
+    pub quota: ResourceQuota,
+    pub used: Usage,
+}
 
 /// Why a quota refused an object (403).
 #[derive(Debug, Clone, PartialEq, Eq)]

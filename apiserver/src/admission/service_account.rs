@@ -21,7 +21,8 @@
 
 use serde_json::{json, Value};
 
-use super::{AdmissionError, Request};
+use super::attributes::Request;
+use super::errors::AdmissionError;
 
 pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
 const PLUGIN: &str = "ServiceAccount";
@@ -109,7 +110,7 @@ mod tests {
         check(create, json!({"spec": {"serviceAccountName": ""}}), Some("default"), true);
         // Not a pod create: untouched.
         let mut update = Request::create("", "pods", "dev");
-        update.operation = super::super::Operation::Update;
+        update.operation = super::super::attributes::Operation::Update;
         check(update, json!({"spec": {}}), None, false);
         check(Request::create("", "services", "dev"), json!({"spec": {}}), None, false);
         check(

@@ -266,7 +266,7 @@ pub fn cluster_roles() -> Vec<Value> {
                 rule(&["impersonate"], &[CORE], &["serviceaccounts"]),
                 rule(WRITE, &[CORE], &["pods", "pods/attach", "pods/exec", "pods/portforward", "pods/proxy"]),
                 rule(&["create"], &[CORE], &["pods/eviction"]),
-                rule(WRITE, &[CORE], &["configmaps", "events", "secrets", "serviceaccounts", "services"]),
+                rule(WRITE, &[CORE], &["configmaps", "events", "secrets", "serviceaccounts", "services", "services/proxy"]),
                 rule(WRITE, &[APPS], &["deployments", "deployments/scale", "replicasets", "replicasets/scale"]),
                 rule(READ_WRITE, &[COORDINATION], &["leases"]),
             ],

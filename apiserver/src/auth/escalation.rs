@@ -39,7 +39,9 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::rbac::v1::PolicyRule;
 use serde_json::Value;
 
-use super::{aggregate_errors, user, Attributes, RbacData, UserInfo};
+use super::aggregate::aggregate_errors;
+use super::attributes::Attributes;
+use super::{user, RbacData, UserInfo};
 
 pub const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 

@@ -19,6 +19,14 @@
 //! Everything here is pure: functions over a user, the request's
 //! [`Attributes`] and the current RBAC objects. The request pipeline feeds
 //! them from the watch cache.
+//!
+//! This file chains the authenticators and the authorizers: it calls
+//! them. What they share lives in leaves they import instead —
+//! [`attributes`] ([`Attributes`] and [`Decision`], upstream's `authorizer`
+//! package), [`aggregate`] (several errors as one message), [`user`].
+
+pub mod aggregate;
+pub mod attributes;
 
 pub mod bootstrap;
 pub mod escalation;
@@ -29,98 +37,13 @@ pub mod token;
 pub mod user;
 pub mod x509;
 
+pub use attributes::{Attributes, Decision};
 pub use rbac::RbacData;
 pub use user::UserInfo;
 
 use serde_json::{json, Value};
 
-/// What a request wants to do, in authorization terms
-/// (k8s.io/apiserver/pkg/authorization/authorizer.Attributes).
-///
-/// A *resource request* names a verb on a resource (`get pods/log`); a
-/// *non-resource request* names a verb on a URL path (`get /healthz`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Attributes {
-    /// `get list watch create update patch delete deletecollection`, or for
-    /// non-resource requests the lower-cased HTTP method (`get`, `post`, ...).
-    pub verb: String,
-    pub resource_request: bool,
-    pub api_group: String,
-    pub api_version: String,
-    /// Plural resource name (`pods`); empty for non-resource requests.
-    pub resource: String,
-    pub subresource: String,
-    /// Empty for cluster-scoped resources and for "all namespaces" lists.
-    pub namespace: String,
-    /// Object name from the URL; empty for lists and, as upstream, for
-    /// create: Kubernetes never authorizes a create by name (a Role's
-    /// `resourceNames` cannot grant one), and its 403 names no object.
-    pub name: String,
-    /// A create's `metadata.name` from the body. No authorization attribute
-    /// upstream: only the Node authorizer reads it, standing in for the
-    /// NodeRestriction admission plugin (a node creates only its own Node
-    /// and Lease — see [`node`]).
-    pub created_name: String,
-    /// The URL path, for non-resource requests.
-    pub path: String,
-}
-
-impl Attributes {
-    pub fn resource(verb: &str, api_group: &str, resource: &str, namespace: &str, name: &str) -> Self {
-        Attributes {
-            verb: verb.into(),
-            resource_request: true,
-            api_group: api_group.into(),
-            api_version: String::new(),
-            resource: resource.into(),
-            namespace: namespace.into(),
-            name: name.into(),
-            ..Default::default()
-        }
-    }
-
-    pub fn with_subresource(mut self, subresource: &str) -> Self {
-        self.subresource = subresource.into();
-        self
-    }
-
-    pub fn non_resource(verb: &str, path: &str) -> Self {
-        Attributes { verb: verb.into(), path: path.into(), ..Default::default() }
-    }
-
-    /// `pods` or `pods/log`: how RBAC rules name a resource.
-    pub fn combined_resource(&self) -> String {
-        if self.subresource.is_empty() {
-            self.resource.clone()
-        } else {
-            format!("{}/{}", self.resource, self.subresource)
-        }
-    }
-}
-
-/// An authorizer's answer (authorizer.Decision plus its reason).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    /// Allowed; the reason says by what (`RBAC: allowed by ClusterRoleBinding ...`).
-    Allow(String),
-    /// Explicitly denied: no later authorizer is asked.
-    Deny(String),
-    /// This authorizer does not allow it; the next one may. The reason (often
-    /// empty) explains, and ends up in the 403 message.
-    NoOpinion(String),
-}
-
-impl Decision {
-    pub fn is_allowed(&self) -> bool {
-        matches!(self, Decision::Allow(_))
-    }
-
-    pub fn reason(&self) -> &str {
-        match self {
-            Decision::Allow(r) | Decision::Deny(r) | Decision::NoOpinion(r) => r,
-        }
-    }
-}
+use aggregate::aggregate_errors;
 
 /// `--authorization-mode` values rkube implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -356,22 +279,6 @@ pub fn authenticate(
     }
 }
 
-/// Several error messages as one, the way apimachinery's `utilerrors.Aggregate`
-/// prints them: one message alone, or `[a, b]` (duplicates dropped).
-pub fn aggregate_errors(errors: &[String]) -> String {
-    let mut seen: Vec<&str> = Vec::new();
-    for e in errors {
-        if !seen.contains(&e.as_str()) {
-            seen.push(e);
-        }
-    }
-    match seen.len() {
-        0 => String::new(),
-        1 => seen[0].to_string(),
-        _ => format!("[{}]", seen.join(", ")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -502,12 +409,5 @@ mod tests {
         check_authn(Some(Err(x509::X509Error::NoCommonName)), None, true, Err("no common name"));
         // A scheme other than Bearer is not a credential rkube reads: anonymous, as upstream.
         check_authn(None, Some(b"Basic YWxpY2U6cHc="), true, Ok(("system:anonymous", &["system:unauthenticated"])));
-    }
-
-    #[test]
-    fn aggregate_matches_apimachinery() {
-        assert_eq!(aggregate_errors(&[]), "");
-        assert_eq!(aggregate_errors(&["a".into()]), "a");
-        assert_eq!(aggregate_errors(&["a".into(), "b".into(), "a".into()]), "[a, b]");
     }
 }

@@ -24,7 +24,8 @@
 //! pipeline passes the body's `metadata.name` in [`Attributes::created_name`],
 //! which only this authorizer reads.
 
-use super::{bootstrap, rbac, Attributes, Decision, UserInfo};
+use super::attributes::{Attributes, Decision};
+use super::{bootstrap, rbac, UserInfo};
 
 /// The namespace of node heartbeat Leases.
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";

@@ -25,7 +25,9 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Ro
 use machinery::selector::Selector;
 use serde_json::Value;
 
-use super::{aggregate_errors, user, Attributes, Decision, UserInfo};
+use super::aggregate::aggregate_errors;
+use super::attributes::{Attributes, Decision};
+use super::{user, UserInfo};
 
 /// The RBAC objects the authorizer evaluates: a snapshot the apiserver keeps
 /// up to date from its watch cache.

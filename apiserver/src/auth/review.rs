@@ -13,7 +13,8 @@
 
 use serde_json::{json, Value};
 
-use super::{Attributes, Decision, UserInfo};
+use super::attributes::{Attributes, Decision};
+use super::UserInfo;
 
 /// A review that fails validation: the apiserver answers 422 with
 /// `<Kind>.authorization.k8s.io "" is invalid: <field>: Invalid value: ...`.

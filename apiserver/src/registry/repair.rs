@@ -35,7 +35,7 @@ use machinery::resources;
 use serde_json::Value;
 
 use super::allocator::{is_set, mark, AllocError, Range};
-use super::Registry;
+use super::store::Registry;
 
 /// Upstream's `numRepairsBeforeLeakCleanup`: a value unheld on this many
 /// passes in a row is freed on the last of them.

@@ -38,15 +38,6 @@ pub enum NameRule {
     PathSegment,
 }
 
-pub fn name_rule(kind: &str) -> NameRule {
-    match kind {
-        "Namespace" => NameRule::Label,
-        "Service" => NameRule::Dns1035,
-        "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" => NameRule::PathSegment,
-        _ => NameRule::Subdomain,
-    }
-}
-
 /// Checks a name, returning upstream's message when it is not valid.
 pub fn check_name(rule: NameRule, name: &str) -> Option<String> {
     if let NameRule::PathSegment = rule {
@@ -99,51 +90,103 @@ fn check_labels(path: &str, labels: &Value, errs: &mut Vec<FieldError>) {
     }
 }
 
-/// Validates `obj` (already defaulted) of `kind`. `name_checked` is false
-/// when the caller still needs the name checked.
-pub fn validate(kind: &str, obj: &Value) -> Vec<FieldError> {
+/// The metadata checks every kind shares (upstream `ValidateObjectMeta`):
+/// a name, valid by the kind's `rule`, and valid labels.
+pub fn object_meta(obj: &Value, rule: NameRule) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let meta = &obj["metadata"];
     match meta["name"].as_str() {
         None | Some("") => errs.push(FieldError::required("metadata.name")),
         Some(n) => {
-            if let Some(msg) = check_name(name_rule(kind), n) {
+            if let Some(msg) = check_name(rule, n) {
                 errs.push(FieldError::invalid("metadata.name", n, msg));
             }
         }
     }
     check_labels("metadata.labels", &meta["labels"], &mut errs);
-    let spec = &obj["spec"];
-    match kind {
-        "Pod" => pod_spec("spec", spec, &mut errs),
-        "Deployment" | "ReplicaSet" => workload(spec, &mut errs),
-        "Service" => service(spec, &mut errs),
-        "RoleBinding" | "ClusterRoleBinding" => role_binding(kind, obj, &mut errs),
-        "ConfigMap" | "Secret" => {
-            for field in ["data", "binaryData", "stringData"] {
-                for k in obj[field].as_object().into_iter().flatten().map(|(k, _)| k) {
-                    let ok = !k.is_empty()
-                        && k.len() <= 253
-                        && k.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
-                    if !ok {
-                        errs.push(FieldError::invalid(
-                            format!("{field}[{k}]"),
-                            k.as_str(),
-                            "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
-                        ));
-                    }
-                }
+    errs
+}
+
+/// ValidatePod: the pod's spec.
+pub fn pod(obj: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    pod_spec("spec", &obj["spec"], &mut errs);
+    errs
+}
+
+/// ValidateDeployment / ValidateReplicaSet: replicas, a selector, and a
+/// template it selects.
+pub fn workload(obj: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    workload_spec(&obj["spec"], &mut errs);
+    errs
+}
+
+/// ValidateService.
+pub fn service(obj: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    service_spec(&obj["spec"], &mut errs);
+    errs
+}
+
+/// ValidateConfigMap / ValidateSecret: the data keys.
+pub fn data_keys(obj: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    for field in ["data", "binaryData", "stringData"] {
+        for k in obj[field].as_object().into_iter().flatten().map(|(k, _)| k) {
+            let ok = !k.is_empty() && k.len() <= 253 && k.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+            if !ok {
+                errs.push(FieldError::invalid(
+                    format!("{field}[{k}]"),
+                    k.as_str(),
+                    "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
+                ));
             }
         }
-        _ => {}
     }
     errs
 }
 
-/// ValidateRoleBinding / ValidateClusterRoleBinding: the roleRef names a
-/// Role or ClusterRole (a ClusterRoleBinding only a ClusterRole) of the
-/// RBAC group, by a valid name; each subject has a name and a known kind.
-fn role_binding(kind: &str, obj: &Value, errs: &mut Vec<FieldError>) {
+/// ValidateRoleBinding.
+pub fn role_binding(obj: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    binding(&["Role", "ClusterRole"], obj, &mut errs);
+    errs
+}
+
+/// ValidateClusterRoleBinding: a cluster-wide binding grants a ClusterRole.
+pub fn cluster_role_binding(obj: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    binding(&["ClusterRole"], obj, &mut errs);
+    errs
+}
+
+/// ValidateRoleBindingUpdate / ValidateClusterRoleBindingUpdate: a
+/// binding's role cannot change (delete and re-create it), so what it
+/// grants is decided once, at create.
+pub fn role_ref_update(new: &Value, old: &Value) -> Vec<FieldError> {
+    let role_ref = |o: &Value| ["apiGroup", "kind", "name"].map(|k| o["roleRef"][k].as_str().unwrap_or("").to_string());
+    if role_ref(new) == role_ref(old) {
+        return vec![];
+    }
+    let [group, kind, name] = role_ref(new);
+    let rendered = format!("rbac.RoleRef{{APIGroup:{group:?}, Kind:{kind:?}, Name:{name:?}}}");
+    vec![FieldError::invalid_struct("roleRef", rendered, "cannot change roleRef")]
+}
+
+/// ValidateDeploymentUpdate / ValidateReplicaSetUpdate: the selector is
+/// immutable (apps/v1), so a workload never loses track of its pods.
+pub fn selector_update(new: &Value, old: &Value) -> Vec<FieldError> {
+    if new["spec"]["selector"] == old["spec"]["selector"] {
+        return vec![];
+    }
+    vec![FieldError::invalid("spec.selector", new["spec"]["selector"].to_string(), "field is immutable")]
+}
+
+/// A binding's roleRef names one of `kinds` (Role or ClusterRole; a
+/// ClusterRoleBinding only a ClusterRole) of the RBAC group, by a valid
+/// name; each subject has a name and a known kind.
+fn binding(kinds: &[&str], obj: &Value, errs: &mut Vec<FieldError>) {
     let role_ref = &obj["roleRef"];
     let at = |v: &Value, k: &str| v[k].as_str().unwrap_or("").to_string();
     let group = at(role_ref, "apiGroup");
@@ -151,7 +194,6 @@ fn role_binding(kind: &str, obj: &Value, errs: &mut Vec<FieldError>) {
         errs.push(FieldError::not_supported("roleRef.apiGroup", group, &["rbac.authorization.k8s.io"]));
     }
     let ref_kind = at(role_ref, "kind");
-    let kinds: &[&str] = if kind == "ClusterRoleBinding" { &["ClusterRole"] } else { &["Role", "ClusterRole"] };
     if !kinds.contains(&ref_kind.as_str()) {
         errs.push(FieldError::not_supported("roleRef.kind", ref_kind, kinds));
     }
@@ -304,7 +346,7 @@ fn pod_spec(path: &str, spec: &Value, errs: &mut Vec<FieldError>) {
     }
 }
 
-fn workload(spec: &Value, errs: &mut Vec<FieldError>) {
+fn workload_spec(spec: &Value, errs: &mut Vec<FieldError>) {
     if let Some(r) = spec["replicas"].as_i64() {
         if r < 0 {
             errs.push(FieldError::invalid("spec.replicas", r.to_string(), "must be greater than or equal to 0"));
@@ -346,7 +388,7 @@ fn workload(spec: &Value, errs: &mut Vec<FieldError>) {
     }
 }
 
-fn service(spec: &Value, errs: &mut Vec<FieldError>) {
+fn service_spec(spec: &Value, errs: &mut Vec<FieldError>) {
     let ty = spec["type"].as_str().unwrap_or("ClusterIP");
     if !matches!(ty, "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName") {
         errs.push(FieldError::not_supported("spec.type", ty, &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]));
@@ -403,6 +445,23 @@ fn service(spec: &Value, errs: &mut Vec<FieldError>) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// What each kind's strategy checks (`registry/<kind>.rs`): its name
+    /// rule and its own validation.
+    fn validate(kind: &str, obj: &Value) -> Vec<FieldError> {
+        let (rule, own): (NameRule, fn(&Value) -> Vec<FieldError>) = match kind {
+            "ConfigMap" => (NameRule::Subdomain, data_keys),
+            "Pod" => (NameRule::Subdomain, pod),
+            "Deployment" => (NameRule::Subdomain, workload),
+            "Service" => (NameRule::Dns1035, service),
+            "RoleBinding" => (NameRule::PathSegment, role_binding),
+            "ClusterRoleBinding" => (NameRule::PathSegment, cluster_role_binding),
+            other => panic!("no validation table entry for {other}"),
+        };
+        let mut errs = object_meta(obj, rule);
+        errs.extend(own(obj));
+        errs
+    }
 
     /// Validates and renders the errors as upstream prints them.
     fn check(kind: &str, obj: Value, expected: &[&str]) {

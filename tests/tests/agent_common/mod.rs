@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use e2e::Cluster;
 
@@ -52,35 +52,34 @@ impl Agent {
             panic!("rkube-agent exited with {st}:\n{}", self.log_text());
         }
     }
+
+    /// The last `n` lines of its log.
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.log_text();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
 }
 
 impl Drop for Agent {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- agent log tail ({}) ----\n{}", self.log.display(), self.log_tail(60));
+        }
         self.kill();
     }
 }
 
-/// Polls `f` until it returns Some, or panics with `what` (and the agent's log) after `timeout`.
+/// [`e2e::eventually`] that also fails at once, with the agent's log, when
+/// the agent has exited (a failed test prints the log tail on drop).
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, agent: &mut Agent, mut f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
+    e2e::eventually(what, timeout, || {
         agent.assert_alive();
-        if start.elapsed() > timeout {
-            let log = agent.log_text();
-            let tail: String = log.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
-            panic!("{what}: not after {timeout:?}; agent log tail:\n{tail}");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-pub fn free_port() -> u16 {
-    e2e::free_port()
+        f()
+    })
+    .await
 }

@@ -4,8 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,30 +28,41 @@ impl Controller {
     pub fn start(cluster: &e2e::Cluster, flags: &[&str]) -> Controller {
         let port = e2e::free_port();
         let log = cluster.dir.path().join(format!("controller-{port}.log"));
-        let out = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(e2e::bin("rkube-controller"));
         cmd.arg(format!("--master={}", cluster.api.url))
             .arg(format!("--secure-port={port}"))
             .args(flags)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out);
+            .env("RUST_LOG", "info");
         if !flags.iter().any(|f| f.starts_with("--leader-elect")) {
             cmd.arg("--leader-elect=false");
         }
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().unwrap();
+        let child = e2e::spawn_logged(cmd, &log);
         Controller { child, log, health_url: format!("http://127.0.0.1:{port}") }
     }
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Its `/metrics` text, or None while it does not answer.
+    pub fn metrics(&self) -> Option<String> {
+        e2e::try_http(&self.health_url, "GET", "/metrics", None, b"").ok().filter(|r| r.status == 200).map(|r| r.text())
+    }
+
+    /// Adds so far to the work queue `queue` (0 before the queue exists).
+    pub fn queue_adds(&self, queue: &str) -> f64 {
+        self.metrics().and_then(|m| e2e::metric(&m, &format!("workqueue_adds_total{{name=\"{queue}\"}}"))).unwrap_or(0.0)
+    }
+
+    /// Waits until the work queue `queue` has taken more than `adds_before`
+    /// keys and has processed every key it took (see
+    /// [`e2e::work_queue_drained`]): proof that the controller looked at
+    /// what changed since `adds_before` was read, and finished acting on it.
+    pub async fn wait_drained(&self, queue: &str, adds_before: f64) {
+        eventually(&format!("the {queue} work queue to take new keys and drain"), WAIT, || async {
+            self.metrics().and_then(|m| e2e::work_queue_drained(&m, queue)).filter(|adds| *adds > adds_before)
+        })
+        .await;
     }
 
     pub fn kill(&mut self) {

@@ -11,7 +11,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -135,22 +135,9 @@ impl ControlPlane {
     /// kubectl (the machine's default version), optionally with stdin;
     /// must succeed. Returns stdout.
     pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let mut cmd = Command::new(e2e::kubectl_bin("default"));
-        cmd.env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", self.dir.path())
-            .arg(format!("--cache-dir={}", self.dir.path().join("kube-cache").display()))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        let input = stdin.unwrap_or_default().to_string();
-        let mut pipe = child.stdin.take().unwrap();
-        let writer = std::thread::spawn(move || {
-            let _ = pipe.write_all(input.as_bytes());
-        });
-        let out = child.wait_with_output().unwrap();
-        let _ = writer.join();
+        let mut cmd = e2e::kubectl_command("default", &self.kubeconfig, self.dir.path());
+        cmd.args(args);
+        let out = e2e::output_with_stdin(cmd, stdin.unwrap_or_default());
         assert!(
             out.status.success(),
             "kubectl {args:?} failed: {}\nstdout: {}",
@@ -202,6 +189,9 @@ impl ProxyProcess {
 
 impl Drop for ProxyProcess {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- proxy log ({}) ----\n{}", self.log.display(), self.log_text());
+        }
         self.kill();
     }
 }
@@ -231,21 +221,6 @@ pub fn http_get(addr: &str, timeout: Duration) -> Option<String> {
 pub fn gets_from(ns: &Netns, addr: &str, n: usize) -> Vec<Option<String>> {
     let addr = addr.to_string();
     ns.run(move || (0..n).map(|_| http_get(&addr, Duration::from_millis(800))).collect())
-}
-
-/// Poll `f` every 100 ms until it returns Some; panic with `context()`
-/// (logs) after `timeout`.
-pub fn eventually<T>(what: &str, timeout: Duration, context: impl Fn() -> String, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out waiting for {what}\n{}", context());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// None of the namespaces `names` is in `ip netns list`, and the host has

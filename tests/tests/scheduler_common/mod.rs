@@ -2,9 +2,8 @@
 //! process (killed on drop), object builders, and polling helpers.
 #![allow(dead_code)]
 
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use e2e::Cluster;
@@ -24,23 +23,13 @@ impl SchedulerProc {
     pub fn start(c: &Cluster, extra: &[&str]) -> Self {
         let port = e2e::free_port();
         let log = c.dir.path().join(format!("scheduler-{port}.log"));
-        let out = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(e2e::bin("rkube-scheduler"));
         cmd.arg(format!("--master={}", c.api.url))
             .arg(format!("--secure-port={port}"))
             .arg("--bind-address=127.0.0.1")
             .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out);
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().expect("start rkube-scheduler");
+            .env("RUST_LOG", "info");
+        let child = e2e::spawn_logged(cmd, &log);
         SchedulerProc { child, metrics_url: format!("http://127.0.0.1:{port}"), log }
     }
 

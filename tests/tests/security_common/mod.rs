@@ -4,9 +4,8 @@
 //! helpers around the real openssl and curl.
 #![allow(dead_code)]
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 
 use e2e::{bin, free_port, ApiServer, Etcd};
 
@@ -22,11 +21,18 @@ pub fn run(cmd: &mut Command) -> String {
 pub struct Component {
     child: Child,
     pub log: PathBuf,
+    /// Its plain-HTTP health port (`/healthz`, `/metrics`).
+    pub health_url: String,
 }
 
 impl Component {
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Its `/metrics` text, or None while it does not answer.
+    pub fn metrics(&self) -> Option<String> {
+        e2e::try_http(&self.health_url, "GET", "/metrics", None, b"").ok().filter(|r| r.status == 200).map(|r| r.text())
     }
 }
 
@@ -89,23 +95,13 @@ impl Secure {
     pub fn start_controller(&self, flags: &[&str]) -> Component {
         let port = free_port();
         let log = self.dir.path().join(format!("controller-{port}.log"));
-        let out = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(bin("rkube-controller"));
         cmd.arg(format!("--kubeconfig={}", self.pki("kube-controller-manager.kubeconfig")))
             .arg("--leader-elect=false")
             .arg(format!("--secure-port={port}"))
             .args(flags)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out);
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        Component { child: cmd.spawn().unwrap(), log }
+            .env("RUST_LOG", "info");
+        Component { child: e2e::spawn_logged(cmd, &log), log, health_url: format!("http://127.0.0.1:{port}") }
     }
 
     /// A file of the PKI `rkube certs` wrote.
@@ -119,7 +115,7 @@ impl Secure {
     }
 
     pub fn kubectl(&self, kubeconfig: &Path, args: &[&str]) -> Output {
-        Command::new("kubectl").env("KUBECONFIG", kubeconfig).env("HOME", self.dir.path()).args(args).output().unwrap()
+        e2e::kubectl_command("default", kubeconfig, self.dir.path()).args(args).output().unwrap()
     }
 
     pub fn admin_kubeconfig(&self) -> PathBuf {

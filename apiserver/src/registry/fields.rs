@@ -1,52 +1,19 @@
-//! Which fields each resource lets `?fieldSelector=` filter on, and how to
-//! read them — upstream's per-resource `GetAttrs`/`ToSelectableFields`.
-//! Asking for any other field is a 400 (`field label not supported`).
+//! Field selectors (`?fieldSelector=`): which fields a request may name and
+//! how an object's field is read — the generic half of upstream's
+//! `GetAttrs`/`ToSelectableFields`. Which fields a kind offers is its
+//! strategy's (`Strategy::selectable_fields`); asking for any other is a
+//! 400 (`field label not supported`).
 
-use machinery::resources::ResourceInfo;
 use machinery::selector::FieldSelector;
 use serde_json::Value;
 
 use crate::status::ApiError;
 
-/// The selectable fields of a resource beyond `metadata.name` and
-/// `metadata.namespace`, which every resource has.
-fn selectable(r: &ResourceInfo) -> &'static [&'static str] {
-    match (r.group, r.plural) {
-        ("", "pods") => &[
-            "spec.nodeName",
-            "spec.restartPolicy",
-            "spec.schedulerName",
-            "spec.serviceAccountName",
-            "spec.hostNetwork",
-            "status.phase",
-            "status.podIP",
-            "status.nominatedNodeName",
-        ],
-        ("", "events") => &[
-            "involvedObject.kind",
-            "involvedObject.namespace",
-            "involvedObject.name",
-            "involvedObject.uid",
-            "involvedObject.apiVersion",
-            "involvedObject.resourceVersion",
-            "involvedObject.fieldPath",
-            "reason",
-            "reportingComponent",
-            "source",
-            "type",
-        ],
-        ("", "nodes") => &["spec.unschedulable"],
-        ("", "namespaces") => &["status.phase"],
-        ("", "secrets") => &["type"],
-        ("apps", "replicasets") => &["status.replicas"],
-        _ => &[],
-    }
-}
-
-/// Checks that every field in the selector is supported for the resource.
-pub fn check_supported(r: &ResourceInfo, sel: &FieldSelector) -> Result<(), ApiError> {
+/// Checks that every field in the selector is `metadata.name`,
+/// `metadata.namespace`, or one of the kind's `selectable` fields.
+pub fn check_supported(selectable: &[&str], sel: &FieldSelector) -> Result<(), ApiError> {
     for f in sel.fields() {
-        if f != "metadata.name" && f != "metadata.namespace" && !selectable(r).contains(&f) {
+        if f != "metadata.name" && f != "metadata.namespace" && !selectable.contains(&f) {
             return Err(ApiError::bad_request(format!("field label not supported: {f}")));
         }
     }
@@ -93,8 +60,9 @@ mod tests {
 
     #[test]
     fn unsupported_fields_are_rejected() {
-        let pods = machinery::resources::find("", "v1", "pods").unwrap();
-        let cms = machinery::resources::find("", "v1", "configmaps").unwrap();
+        use crate::registry::strategy::{DefaultStrategy, Strategy};
+        let pods = crate::registry::pod::PodStrategy.selectable_fields();
+        let cms = DefaultStrategy.selectable_fields();
         assert!(check_supported(pods, &FieldSelector::parse("spec.nodeName=x").unwrap()).is_ok());
         let e = check_supported(cms, &FieldSelector::parse("data.x=1").unwrap()).unwrap_err();
         assert_eq!((e.code, e.message.as_str()), (400, "field label not supported: data.x"));

@@ -1,23 +1,81 @@
-//! Service strategy: ClusterIP and NodePort allocation on create, update and
-//! delete (upstream's service REST storage with its allocators).
+//! Service strategy (upstream `pkg/registry/core/service/strategy.go` and
+//! the allocation hooks of its REST storage, `storage/alloc.go`): a
+//! Service's ClusterIP and NodePorts are taken from the bitmaps in etcd
+//! when it is created, kept or changed when it is updated, and given back
+//! when it is deleted.
 
 use std::net::Ipv4Addr;
 
 use serde_json::{json, Value};
 
-use super::allocator::AllocError;
-use super::Registry;
+use super::allocator::{AllocError, NodePorts, ServiceIps};
+use super::defaults;
+use super::strategy::{Hook, Revert, Strategy};
+use super::validation::{self, NameRule};
 use crate::status::{ApiError, ApiResult, FieldError};
+use crate::storage::etcd::Etcd;
+
+/// The strategy holds the allocators (the bitmaps' keys and ranges).
+#[derive(Clone)]
+pub struct ServiceStrategy {
+    pub ips: ServiceIps,
+    pub ports: NodePorts,
+}
+
+impl Strategy for ServiceStrategy {
+    /// Service names are DNS-1035 labels: they become DNS names.
+    fn name_rule(&self) -> NameRule {
+        NameRule::Dns1035
+    }
+
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
+    fn set_defaults(&self, obj: &mut Value) {
+        defaults::service(obj);
+    }
+
+    /// A new Service has no load balancer yet.
+    fn prepare_for_create(&self, obj: &mut Value) {
+        obj["status"] = json!({"loadBalancer": {}});
+    }
+
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        validation::service(obj)
+    }
+
+    fn begin_create<'a>(&'a self, etcd: &'a Etcd, obj: &'a mut Value) -> Option<Hook<'a, Revert>> {
+        Some(Box::pin(async move {
+            let got = allocate(self, etcd, obj, None).await?;
+            // Owned copies: the revert may run after this borrow ends.
+            let (allocators, etcd) = (self.clone(), etcd.clone());
+            let revert: Revert = Box::pin(async move { release(&allocators, &etcd, &got).await });
+            Ok(revert)
+        }))
+    }
+
+    fn begin_update<'a>(&'a self, etcd: &'a Etcd, new: &'a mut Value, old: &'a Value) -> Option<Hook<'a, ()>> {
+        Some(Box::pin(update_allocations(self, etcd, new, old)))
+    }
+
+    fn after_delete<'a>(&'a self, etcd: &'a Etcd, obj: &'a Value) -> Option<Hook<'a, ()>> {
+        Some(Box::pin(async move {
+            release(self, etcd, &Allocated::of(obj)).await;
+            Ok(())
+        }))
+    }
+}
 
 /// What one service holds, so it can be given back.
 #[derive(Default, Debug)]
-pub struct Allocated {
-    pub ip: Option<Ipv4Addr>,
-    pub ports: Vec<u16>,
+struct Allocated {
+    ip: Option<Ipv4Addr>,
+    ports: Vec<u16>,
 }
 
 impl Allocated {
-    pub fn of(svc: &Value) -> Self {
+    fn of(svc: &Value) -> Self {
         let ip = svc["spec"]["clusterIP"].as_str().and_then(|s| s.parse().ok());
         let ports = svc["spec"]["ports"]
             .as_array()
@@ -40,16 +98,16 @@ fn invalid(svc: &Value, field: &str, value: String, detail: String) -> ApiError 
 
 /// Allocates the ClusterIP (unless headless or ExternalName) and NodePorts.
 /// `old` holds what an update may keep. On error, everything taken is given back.
-pub async fn allocate(reg: &Registry, svc: &mut Value, old: Option<&Value>) -> ApiResult<Allocated> {
+async fn allocate(allocators: &ServiceStrategy, etcd: &Etcd, svc: &mut Value, old: Option<&Value>) -> ApiResult<Allocated> {
     let mut got = Allocated::default();
-    let result = allocate_inner(reg, svc, old, &mut got).await;
+    let result = allocate_inner(allocators, etcd, svc, old, &mut got).await;
     if result.is_err() {
-        release(reg, &got).await;
+        release(allocators, etcd, &got).await;
     }
     result.map(|_| got)
 }
 
-async fn allocate_inner(reg: &Registry, svc: &mut Value, old: Option<&Value>, got: &mut Allocated) -> ApiResult<()> {
+async fn allocate_inner(allocators: &ServiceStrategy, etcd: &Etcd, svc: &mut Value, old: Option<&Value>, got: &mut Allocated) -> ApiResult<()> {
     // Check requested NodePorts first, without writing, so that a request
     // rejected for its ports has not touched the ClusterIP bitmap either.
     if wants_node_ports(svc) {
@@ -59,14 +117,14 @@ async fn allocate_inner(reg: &Registry, svc: &mut Value, old: Option<&Value>, go
         let n = svc["spec"]["ports"].as_array().map(Vec::len).unwrap_or(0);
         for i in 0..n {
             let Some(np) = svc["spec"]["ports"][i]["nodePort"].as_u64().filter(|n| *n != 0 && !kept.contains(n)) else { continue };
-            match reg.ports.check(&reg.etcd, np.min(u16::MAX as u64) as u16).await {
+            match allocators.ports.check(etcd, np.min(u16::MAX as u64) as u16).await {
                 Ok(()) => {}
                 Err(AllocError::InUse) => {
                     return Err(invalid(svc, &format!("spec.ports[{i}].nodePort"), np.to_string(), "provided port is already allocated".into()))
                 }
                 Err(AllocError::OutOfRange) | Err(AllocError::Full) => {
                     return Err(invalid(svc, &format!("spec.ports[{i}].nodePort"), np.to_string(),
-                        format!("provided port is not in the valid range. The range of valid ports is {}-{}", reg.ports.base, reg.ports.last)))
+                        format!("provided port is not in the valid range. The range of valid ports is {}-{}", allocators.ports.base, allocators.ports.last)))
                 }
                 Err(AllocError::Storage(e)) => return Err(ApiError::unavailable(e)),
             }
@@ -83,7 +141,7 @@ async fn allocate_inner(reg: &Registry, svc: &mut Value, old: Option<&Value>, go
                     invalid(svc, "spec.clusterIPs[0]", requested.clone(), "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)".into())
                 })?)
             };
-            match reg.ips.allocate(&reg.etcd, want).await {
+            match allocators.ips.allocate(etcd, want).await {
                 Ok(ip) => {
                     got.ip = Some(ip);
                     svc["spec"]["clusterIP"] = json!(ip.to_string());
@@ -95,7 +153,7 @@ async fn allocate_inner(reg: &Registry, svc: &mut Value, old: Option<&Value>, go
                 }
                 Err(AllocError::OutOfRange) => {
                     return Err(invalid(svc, "spec.clusterIPs", format!("[]string{{\"{requested}\"}}"),
-                        format!("failed to allocate IP {requested}: the provided IP ({requested}) is not in the valid range. The range of valid IPs is {}", reg.ips.net)))
+                        format!("failed to allocate IP {requested}: the provided IP ({requested}) is not in the valid range. The range of valid IPs is {}", allocators.ips.net)))
                 }
                 Err(AllocError::Full) => return Err(ApiError::internal("failed to allocate a serviceIP: range is full")),
                 Err(AllocError::Storage(e)) => return Err(ApiError::unavailable(e)),
@@ -127,7 +185,7 @@ async fn allocate_inner(reg: &Registry, svc: &mut Value, old: Option<&Value>, go
                     continue;
                 }
             }
-            match reg.ports.allocate(&reg.etcd, requested).await {
+            match allocators.ports.allocate(etcd, requested).await {
                 Ok(np) => {
                     got.ports.push(np);
                     svc["spec"]["ports"][i]["nodePort"] = json!(np);
@@ -139,7 +197,7 @@ async fn allocate_inner(reg: &Registry, svc: &mut Value, old: Option<&Value>, go
                 Err(AllocError::OutOfRange) => {
                     let r = requested.unwrap_or(0);
                     return Err(invalid(svc, &format!("spec.ports[{i}].nodePort"), r.to_string(),
-                        format!("provided port is not in the valid range. The range of valid ports is {}-{}", reg.ports.base, reg.ports.last)));
+                        format!("provided port is not in the valid range. The range of valid ports is {}-{}", allocators.ports.base, allocators.ports.last)));
                 }
                 Err(AllocError::Full) => return Err(ApiError::internal("failed to allocate a nodePort: range is full")),
                 Err(AllocError::Storage(e)) => return Err(ApiError::unavailable(e)),
@@ -151,7 +209,7 @@ async fn allocate_inner(reg: &Registry, svc: &mut Value, old: Option<&Value>, go
 
 /// On update: the ClusterIP may not change (an empty one keeps the old, as
 /// upstream patches allocated values back in); NodePorts follow the ports.
-pub async fn update_allocations(reg: &Registry, new: &mut Value, old: &Value) -> ApiResult<()> {
+async fn update_allocations(allocators: &ServiceStrategy, etcd: &Etcd, new: &mut Value, old: &Value) -> ApiResult<()> {
     let old_ip = old["spec"]["clusterIP"].as_str().unwrap_or("").to_string();
     let new_ip = new["spec"]["clusterIP"].as_str().unwrap_or("").to_string();
     if new_ip.is_empty() {
@@ -164,21 +222,21 @@ pub async fn update_allocations(reg: &Registry, new: &mut Value, old: &Value) ->
         new["spec"]["clusterIPs"] = old["spec"]["clusterIPs"].clone();
     }
     let before = Allocated::of(old);
-    let _new_alloc = allocate(reg, new, Some(old)).await?;
+    let _new_alloc = allocate(allocators, etcd, new, Some(old)).await?;
     let after = Allocated::of(new);
     let freed = Allocated { ip: None, ports: before.ports.into_iter().filter(|p| !after.ports.contains(p)).collect() };
-    release(reg, &freed).await;
+    release(allocators, etcd, &freed).await;
     Ok(())
 }
 
-pub async fn release(reg: &Registry, a: &Allocated) {
+async fn release(allocators: &ServiceStrategy, etcd: &Etcd, a: &Allocated) {
     if let Some(ip) = a.ip {
-        if let Err(e) = reg.ips.release(&reg.etcd, ip).await {
+        if let Err(e) = allocators.ips.release(etcd, ip).await {
             tracing::warn!("releasing {ip}: {e:?}");
         }
     }
     for p in &a.ports {
-        if let Err(e) = reg.ports.release(&reg.etcd, *p).await {
+        if let Err(e) = allocators.ports.release(etcd, *p).await {
             tracing::warn!("releasing node port {p}: {e:?}");
         }
     }

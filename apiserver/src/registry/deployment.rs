@@ -1,0 +1,38 @@
+//! Deployment strategy (upstream `pkg/registry/apps/deployment/strategy.go`):
+//! a new Deployment has no status until its controller writes one; its
+//! selector is fixed at creation.
+
+use serde_json::Value;
+
+use super::defaults;
+use super::strategy::Strategy;
+use super::subresources::Subresource;
+use super::validation;
+use crate::status::FieldError;
+
+pub struct DeploymentStrategy;
+
+impl Strategy for DeploymentStrategy {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
+    fn set_defaults(&self, obj: &mut Value) {
+        defaults::deployment(obj);
+    }
+
+    /// The status is the controller's to write.
+    fn prepare_for_create(&self, obj: &mut Value) {
+        if let Some(m) = obj.as_object_mut() {
+            m.remove("status");
+        }
+    }
+
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        validation::workload(obj)
+    }
+
+    fn validate_update(&self, _sub: Subresource, new: &Value, old: &Value) -> Vec<FieldError> {
+        validation::selector_update(new, old)
+    }
+}
